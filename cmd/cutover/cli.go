@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/pgcutover/cutover/engine"
+	"github.com/pgcutover/cutover/engine/journal"
+	"github.com/pgcutover/cutover/schema"
+	"github.com/pgcutover/cutover/steps"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func engineVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const usage = `cutover runs database cutover plans: validated, journaled, rolled back on failure.
+
+Usage:
+  cutover validate PLAN...                 check plans, expressions included; exit 2 on any problem
+  cutover run PLAN [--dry-run] [--param name=value]... [--journal-dir DIR]
+  cutover journal list|show RUN|verify [RUN | --all]
+  cutover steps [TYPE]                     list step types, or describe one
+  cutover schema                           print the plan JSON Schema
+  cutover version
+
+Exit codes: 0 succeeded (or a clean dry run); 1 failed and rolled back (or a dry run
+found a failing check); 2 usage error or invalid plan; 3 needs a human (rollback-failed,
+failed-after-commit, aborted, in-doubt); 4 could not start (journal not writable).
+`
+
+// io bundles the streams a command writes to.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+	sig      <-chan os.Signal
+}
+
+// run is the whole CLI; main only exits with its result.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	s := stdio{in: stdin, out: stdout, err: stderr, sig: sig}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return engine.ExitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "validate":
+		return s.validate(rest)
+	case "run":
+		return s.run(ctx, rest)
+	case "journal":
+		return s.journal(rest)
+	case "steps":
+		return s.steps(rest)
+	case "schema":
+		stdout.Write(steps.JSONSchema())
+		return 0
+	case "version", "--version":
+		fmt.Fprintf(stdout, "cutover %s (plan format %s)\n", engineVersion(), schema.APIVersion)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "cutover: unknown command %q%s\n\n%s", cmd, schema.Suggest(cmd, []string{"validate", "run", "journal", "steps", "schema", "version"}), usage)
+	return engine.ExitUsage
+}
+
+// usageError prints a problem with the command line and returns exit 2.
+func (s stdio) usageError(cmd string, fs *flag.FlagSet, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(s.out, "Usage: cutover %s\n\nFlags:\n%s", cmd, flagUsage(fs))
+		return 0
+	}
+	fmt.Fprintf(s.err, "cutover %s: %v\n\nFlags:\n%s", strings.Fields(cmd)[0], err, flagUsage(fs))
+	return engine.ExitUsage
+}
+
+func (s stdio) validate(args []string) int {
+	fs := newFlags("validate")
+	output := fs.String("output", "text", "text or json")
+	files, err := parseInterspersed(fs, args)
+	if err == nil && len(files) == 0 {
+		err = errors.New("name at least one plan file")
+	}
+	if err == nil && *output != "text" && *output != "json" {
+		err = fmt.Errorf("--output is text or json, not %q", *output)
+	}
+	if err != nil {
+		return s.usageError("validate PLAN...", fs, err)
+	}
+	type fileResult struct {
+		File        string             `json:"file"`
+		Valid       bool               `json:"valid"`
+		Plan        string             `json:"plan,omitempty"`
+		Version     int                `json:"version,omitempty"`
+		Steps       int                `json:"steps,omitempty"`
+		Diagnostics schema.Diagnostics `json:"diagnostics,omitempty"`
+	}
+	var results []fileResult
+	bad := false
+	for _, f := range files {
+		prog, ds := engine.Load(f)
+		r := fileResult{File: f, Valid: len(ds) == 0, Diagnostics: ds}
+		if prog != nil {
+			r.Plan, r.Version, r.Steps = prog.Plan.Name, prog.Plan.Version, len(prog.Steps)
+		}
+		if len(ds) > 0 {
+			bad = true
+		}
+		results = append(results, r)
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		enc.Encode(results)
+	} else {
+		for _, r := range results {
+			if r.Valid {
+				fmt.Fprintf(s.out, "%s: ok (%s@%d, %d steps)\n", r.File, r.Plan, r.Version, r.Steps)
+				continue
+			}
+			fmt.Fprint(s.err, r.Diagnostics.Format())
+			fmt.Fprintf(s.err, "%s: %d problem(s)\n", r.File, len(r.Diagnostics))
+		}
+	}
+	if bad {
+		return engine.ExitUsage
+	}
+	return 0
+}
+
+func (s stdio) run(ctx context.Context, args []string) int {
+	fs := newFlags("run")
+	dry := fs.Bool("dry-run", false, "run read-only steps and the dry-run variants of mutating ones; change nothing")
+	params := paramFlag{}
+	fs.Var(params, "param", "set a plan param, name=value (repeatable)")
+	jdir := fs.String("journal-dir", journal.DefaultDir(), "where run journals are written")
+	output := fs.String("output", "text", "text or json")
+	files, err := parseInterspersed(fs, args)
+	if err == nil && len(files) != 1 {
+		err = errors.New("name exactly one plan file")
+	}
+	if err == nil && *output != "text" && *output != "json" {
+		err = fmt.Errorf("--output is text or json, not %q", *output)
+	}
+	if err != nil {
+		return s.usageError("run PLAN [flags]", fs, err)
+	}
+	prog, ds := engine.Load(files[0])
+	if len(ds) > 0 {
+		fmt.Fprint(s.err, ds.Format())
+		fmt.Fprintf(s.err, "%s: %d problem(s); nothing ran\n", files[0], len(ds))
+		return engine.ExitUsage
+	}
+	bound, err := prog.Plan.BindParams(params)
+	if err != nil {
+		fmt.Fprintf(s.err, "cutover run: %v\nnothing ran\n", err)
+		return engine.ExitUsage
+	}
+
+	runCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	abortCtx, abort := context.WithCancel(context.Background())
+	defer abort()
+	stopSignals := make(chan struct{})
+	defer close(stopSignals)
+	if s.sig != nil {
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stopSignals:
+					return
+				case sg := <-s.sig:
+					n++
+					if n == 1 {
+						fmt.Fprintf(s.err, "\ncutover: %v: stopping the running step and rolling back (again to abort at once)\n", sg)
+						interrupt()
+					} else {
+						fmt.Fprintf(s.err, "\ncutover: %v again: aborting now; the journal records what is in doubt\n", sg)
+						abort()
+					}
+				}
+			}
+		}()
+	}
+
+	var view *progress
+	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx}
+	if *output == "text" {
+		view = newProgress(s.out, isTerminal(s.out))
+		opts.Observe = view.record
+		opts.Out = view.childOutput()
+	} else {
+		opts.Out = s.err
+	}
+	res := engine.Run(runCtx, prog, opts)
+	if *output == "json" {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode, "dry_run": *dry}
+		if res.Err != nil {
+			out["error"] = res.Err.Error()
+		}
+		enc.Encode(out)
+	} else {
+		view.finish(res)
+	}
+	if res.ExitCode == engine.ExitCannotStart && res.Err != nil {
+		fmt.Fprintf(s.err, "cutover run: %v\n", res.Err)
+	}
+	return res.ExitCode
+}
+
+func (s stdio) steps(args []string) int {
+	fs := newFlags("steps")
+	output := fs.String("output", "text", "text, json or markdown")
+	pos, err := parseInterspersed(fs, args)
+	if err == nil && len(pos) > 1 {
+		err = errors.New("name at most one step type")
+	}
+	if err != nil {
+		return s.usageError("steps [TYPE]", fs, err)
+	}
+	if *output == "markdown" {
+		fmt.Fprint(s.out, steps.Markdown())
+		return 0
+	}
+	if len(pos) == 1 {
+		t, ok := steps.Lookup(pos[0])
+		if !ok {
+			fmt.Fprintf(s.err, "cutover steps: no step type %q%s\n", pos[0], schema.Suggest(pos[0], steps.Types.StepTypeNames()))
+			return engine.ExitUsage
+		}
+		if *output == "json" {
+			return s.json(describeJSON(t))
+		}
+		fmt.Fprint(s.out, steps.Describe(t))
+		return 0
+	}
+	if *output == "json" {
+		var all []any
+		for _, t := range steps.All() {
+			all = append(all, describeJSON(t))
+		}
+		return s.json(all)
+	}
+	for _, t := range steps.All() {
+		m := "read-only"
+		if t.Mutates(schema.Inputs{}) {
+			m = "mutating"
+		}
+		fmt.Fprintf(s.out, "%-18s %-10s %s\n", t.Name, m, t.Summary)
+	}
+	return 0
+}
+
+func describeJSON(t *steps.Type) map[string]any {
+	type field struct {
+		Name     string      `json:"name"`
+		Kind     schema.Kind `json:"type"`
+		Required bool        `json:"required,omitempty"`
+		Default  any         `json:"default,omitempty"`
+		Secret   bool        `json:"secret_capable,omitempty"`
+		Doc      string      `json:"description"`
+	}
+	var in []field
+	for _, f := range t.Inputs {
+		in = append(in, field{f.Name, f.Kind, f.Required, f.Default, f.Secret, f.Doc})
+	}
+	return map[string]any{"type": t.Name, "summary": t.Summary, "mutates": t.Mutates(schema.Inputs{}), "dry_run": t.DryRun, "inputs": in, "outputs": t.Outputs}
+}
+
+func (s stdio) json(v any) int {
+	enc := json.NewEncoder(s.out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(s.err, "cutover: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
