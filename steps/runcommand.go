@@ -30,8 +30,8 @@ func init() {
 		Inputs: []schema.Field{
 			{Name: "argv", Kind: schema.StringList, Required: true, Doc: "program and arguments"},
 			{Name: "dry_run_argv", Kind: schema.StringList, Doc: "read-only variant run instead in a dry run (e.g. manage.py migrate --plan --check)"},
-			{Name: "shell", Kind: schema.Bool, Default: false, Doc: "run argv[0] as a /bin/sh -c script"},
-			{Name: "env", Kind: schema.StringMap, Secret: true, Doc: "extra environment; values may be {secret: name}"},
+			{Name: "shell", Kind: schema.Bool, Default: false, Doc: "run the single argv item as a /bin/sh -c script"},
+			{Name: "env", Kind: schema.StringMap, Secret: true, Doc: "extra environment variables for the program"},
 			{Name: "inherit_env", Kind: schema.Bool, Default: true, Doc: "pass cutover's own environment to the program"},
 			{Name: "dir", Kind: schema.String, Doc: "working directory"},
 			{Name: "timeout", Kind: schema.Duration, Doc: "kill the process group after this long (the step's timeout also applies)"},
