@@ -58,7 +58,7 @@ type Expr struct {
 // environment and compiles and type-checks every expression, returning
 // every problem found, positioned in the plan file.
 func Compile(p *schema.Plan) (*Program, schema.Diagnostics) {
-	c := &compiler{plan: p, prog: &Program{Plan: p, byID: map[string]*Step{}, exprs: map[*schema.Expr]*Expr{}}, assertEnvs: map[string]*cel.Env{}}
+	c := &compiler{plan: p, prog: &Program{Plan: p, byID: map[string]*Step{}, exprs: map[*schema.Expr]*Expr{}}, assertEnvs: map[string]*cel.Env{}, cache: map[string]*compiled{}}
 	c.build()
 	ds := c.diags.Sort()
 	if len(ds) > 0 {
@@ -85,6 +85,7 @@ type compiler struct {
 	params     map[string]schema.Kind
 	targets    map[string]bool
 	order      map[string]int // main step id -> index
+	cache      map[string]*compiled
 }
 
 // targetFields are what expressions may read of a target; never the password.
@@ -270,28 +271,31 @@ type scope struct {
 // compile parses, checks references, type-checks and plans one expression.
 // want is nil for templates (any scalar).
 func (c *compiler) compile(e *schema.Expr, sc scope, want *cel.Type, role string) *Expr {
-	env := c.env
+	env, envName := c.env, ""
 	if sc.assert != nil {
-		env = c.assertEnv(sc.assert)
+		env, envName = c.assertEnv(sc.assert), sc.assert.Name
 		if env == nil {
 			return nil
 		}
 	}
-	parsed, iss := env.Parse(e.Src)
-	if iss != nil && iss.Err() != nil {
-		c.celErrors(e, iss)
+	key := envName + "\x00" + e.Src
+	ce, cached := c.cache[key]
+	if !cached {
+		ce = c.parseCheck(env, e)
+		c.cache[key] = ce
+	}
+	if ce.parseIss != nil {
+		c.celErrors(e, ce.parseIss)
 		return nil
 	}
-	refs := collectRefs(parsed.NativeRep())
-	if !c.checkRefs(e, refs, sc, parsed.NativeRep().SourceInfo()) {
+	if !c.checkRefs(e, ce.refs, sc) {
 		return nil
 	}
-	checked, iss := env.Check(parsed)
-	if iss != nil && iss.Err() != nil {
-		c.celErrors(e, iss)
+	if ce.checkIss != nil {
+		c.celErrors(e, ce.checkIss)
 		return nil
 	}
-	out := checked.OutputType()
+	out := ce.checked.OutputType()
 	switch {
 	case want != nil:
 		if !out.IsAssignableType(want) && out.Kind() != types.DynKind {
@@ -311,11 +315,15 @@ func (c *compiler) compile(e *schema.Expr, sc scope, want *cel.Type, role string
 			return nil
 		}
 	}
-	prg, err := env.Program(checked, cel.EvalOptions(cel.OptPartialEval), cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
-	if err != nil {
-		c.errAt(e, 0, "%s: %v", e.Role, err)
-		return nil
+	if ce.prg == nil {
+		prg, err := env.Program(ce.checked, cel.EvalOptions(cel.OptPartialEval), cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
+		if err != nil {
+			c.errAt(e, 0, "%s: %v", e.Role, err)
+			return nil
+		}
+		ce.prg = prg
 	}
+	prg, refs := ce.prg, ce.refs
 	x := &Expr{Decl: e, prg: prg}
 	seen := map[string]bool{}
 	for _, r := range refs {
@@ -327,6 +335,34 @@ func (c *compiler) compile(e *schema.Expr, sc scope, want *cel.Type, role string
 	sort.Strings(x.vars)
 	c.prog.exprs[e] = x
 	return x
+}
+
+// compiled is the shared result of parsing and checking one expression
+// text in one environment: plans repeat expressions (outputs.exit_code == 0)
+// and the parser is the costliest part of validation.
+type compiled struct {
+	parseIss *cel.Issues
+	checkIss *cel.Issues
+	refs     []varRef
+	checked  *cel.Ast
+	prg      cel.Program
+}
+
+func (c *compiler) parseCheck(env *cel.Env, e *schema.Expr) *compiled {
+	ce := &compiled{}
+	parsed, iss := env.Parse(e.Src)
+	if iss != nil && iss.Err() != nil {
+		ce.parseIss = iss
+		return ce
+	}
+	ce.refs = collectRefs(parsed.NativeRep())
+	checked, iss := env.Check(parsed)
+	if iss != nil && iss.Err() != nil {
+		ce.checkIss = iss
+		return ce
+	}
+	ce.checked = checked
+	return ce
 }
 
 func (c *compiler) assertEnv(t *steps.Type) *cel.Env {
@@ -483,7 +519,7 @@ func collectRefs(a *celast.AST) []varRef {
 
 // checkRefs explains, better than the type checker can, a reference to a
 // step, param, target or field that is not there or not visible here.
-func (c *compiler) checkRefs(e *schema.Expr, refs []varRef, sc scope, _ *celast.SourceInfo) bool {
+func (c *compiler) checkRefs(e *schema.Expr, refs []varRef, sc scope) bool {
 	ok := true
 	bad := func(r varRef, i int, format string, args ...any) {
 		if i >= len(r.offs) {
