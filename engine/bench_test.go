@@ -118,3 +118,29 @@ func BenchmarkRun100AssertSteps(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/step")
 }
+
+// BenchmarkRun100Commands runs 100 `true` run-command steps in process:
+// fork/exec, the intent record fsync and the engine together.
+func BenchmarkRun100Commands(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("apiVersion: cutover/v1\nkind: Plan\nname: trivial\nversion: 1\nsteps:\n")
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&sb, "  - id: s%d\n    type: run-command\n    with: {argv: [\"true\"]}\n", i)
+	}
+	p, ds := schema.Decode("t.yaml", []byte(sb.String()), steps.Types)
+	if len(ds) > 0 {
+		b.Fatal(ds)
+	}
+	prog, ds := Compile(p)
+	if len(ds) > 0 {
+		b.Fatal(ds)
+	}
+	dir := b.TempDir()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := Run(context.Background(), prog, Options{JournalDir: dir}); res.ExitCode != 0 {
+			b.Fatal(res.Err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/step")
+}

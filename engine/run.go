@@ -311,7 +311,9 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 		if out != nil {
 			rec.Outputs = r.maskOutputs(out)
 		}
-		r.emit(&rec, s.Mutates)
+		// Not fsynced: the next intent record or run.end flushes it, and a
+		// power loss before then leaves the step in doubt, never falsely done.
+		r.emit(&rec, false)
 		r.setStatus(s, status)
 		return status, out, err
 	}

@@ -105,8 +105,8 @@ func execute(ctx context.Context, c *Call, argv []string) (Outputs, error) {
 	stdout, stderr := &tail{max: tailBytes}, &tail{max: tailBytes}
 	masked, flush := c.MaskWriter(c.Out)
 	live := &lockedWriter{w: masked}
-	cmd.Stdout = io.MultiWriter(stdout, live)
-	cmd.Stderr = io.MultiWriter(stderr, live)
+	cmd.Stdout = &stream{tail: stdout, live: live}
+	cmd.Stderr = &stream{tail: stderr, live: live}
 	cmd.Stdin = nil
 
 	start := time.Now()
@@ -209,4 +209,40 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// stream feeds one output stream of a child to its tail and the live
+// writer. It implements io.ReaderFrom so that os/exec's copier uses a small
+// pooled buffer instead of allocating 32 KiB per stream per step.
+type stream struct {
+	tail *tail
+	live io.Writer
+}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
+
+func (s *stream) Write(p []byte) (int, error) {
+	s.tail.Write(p)
+	return s.live.Write(p)
+}
+
+func (s *stream) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	var n int64
+	for {
+		k, err := r.Read(*bp)
+		if k > 0 {
+			n += int64(k)
+			if _, werr := s.Write((*bp)[:k]); werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
