@@ -6,6 +6,7 @@ package engine
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -86,6 +87,7 @@ type compiler struct {
 	targets    map[string]bool
 	order      map[string]int // main step id -> index
 	cache      map[string]*compiled
+	others     map[string]string // ids of rollback and finally steps -> section
 }
 
 // targetFields are what expressions may read of a target; never the password.
@@ -127,12 +129,15 @@ func CELType(k schema.Kind) *cel.Type {
 }
 
 func (c *compiler) errAt(e *schema.Expr, off int, format string, args ...any) {
+	if off == 0 {
+		off = len([]rune(e.Src)) - len([]rune(strings.TrimLeft(e.Src, " \t\n\r")))
+	}
 	p := e.PosAt(off)
 	c.diags = append(c.diags, schema.Diagnostic{File: c.plan.File, Pos: p, Msg: fmt.Sprintf(format, args...), Snippet: e.Snippet(p)})
 }
 
 func (c *compiler) errStep(s *schema.Step, format string, args ...any) {
-	c.diags = append(c.diags, schema.Diagnostic{File: c.plan.File, Pos: s.Pos, Msg: fmt.Sprintf(format, args...)})
+	c.diags = append(c.diags, schema.Diagnostic{File: c.plan.File, Pos: s.Pos, Msg: fmt.Sprintf(format, args...), Snippet: schema.Snippet(c.plan.Source, s.Pos)})
 }
 
 func (c *compiler) build() {
@@ -154,6 +159,19 @@ func (c *compiler) build() {
 	}
 	for f, ty := range planFields {
 		decls = append(decls, cel.Variable("plan."+f, ty))
+	}
+	c.others = map[string]string{}
+	for _, s := range p.Steps {
+		for _, r := range s.Rollback {
+			if r.ID != "" {
+				c.others[r.ID] = "rollback"
+			}
+		}
+	}
+	for _, s := range p.Finally {
+		if s.ID != "" {
+			c.others[s.ID] = "finally"
+		}
 	}
 	for i, s := range p.Steps {
 		if s.ID == "" {
@@ -386,10 +404,13 @@ func (c *compiler) assertEnv(t *steps.Type) *cel.Env {
 }
 
 func (c *compiler) celErrors(e *schema.Expr, iss *cel.Issues) {
-	for _, er := range iss.Errors() {
+	errs := iss.Errors()
+	if len(errs) > 0 && strings.HasPrefix(errs[0].Message, "Syntax error") {
+		errs = errs[:1] // the parser's later complaints are cascades of the first
+	}
+	for _, er := range errs {
 		off := runeOffset(e.Src, er.Location.Line(), er.Location.Column())
-		msg := er.Message
-		msg = strings.ReplaceAll(msg, " (in container '')", "")
+		msg := humanCEL(er.Message, e.Src)
 		c.errAt(e, off, "%s: %s", e.Role, msg)
 	}
 }
@@ -452,12 +473,14 @@ func collectRefs(a *celast.AST) []varRef {
 		return 0
 	}
 	var out []varRef
+	// A leading dot (.steps.x) names the same root-scoped variable.
+	root := func(name string) string { return strings.TrimPrefix(name, ".") }
 	var walk func(e celast.Expr, bound map[string]bool)
 	walk = func(e celast.Expr, bound map[string]bool) {
 		switch e.Kind() {
 		case celast.IdentKind:
 			if !bound[e.AsIdent()] {
-				out = append(out, varRef{parts: []string{e.AsIdent()}, offs: []int{off(e.ID())}})
+				out = append(out, varRef{parts: []string{root(e.AsIdent())}, offs: []int{off(e.ID())}})
 			}
 		case celast.SelectKind:
 			// Flatten a.b.c; if the chain is rooted at an identifier, record it.
@@ -471,7 +494,7 @@ func collectRefs(a *celast.AST) []varRef {
 				cur = sel.Operand()
 			}
 			if cur.Kind() == celast.IdentKind && !bound[cur.AsIdent()] {
-				out = append(out, varRef{parts: append([]string{cur.AsIdent()}, parts...), offs: append([]int{off(cur.ID())}, offs...)})
+				out = append(out, varRef{parts: append([]string{root(cur.AsIdent())}, parts...), offs: append([]int{off(cur.ID())}, offs...)})
 				return
 			}
 			walk(cur, bound)
@@ -539,7 +562,11 @@ func (c *compiler) checkRefs(e *schema.Expr, refs []varRef, sc scope) bool {
 			id := p[1]
 			idx, exists := c.order[id]
 			if !exists {
-				bad(r, 1, "no step has id %q%s", id, schema.Suggest(id, c.visibleIDs(len(c.plan.Steps))))
+				if where, ok := c.others[id]; ok {
+					bad(r, 1, "step %s is a %s step; expressions can only read steps of the main steps list", id, where)
+				} else {
+					bad(r, 1, "no step has id %q%s", id, schema.Suggest(id, c.visibleIDs(len(c.plan.Steps))))
+				}
 				continue
 			}
 			target := c.plan.Steps[idx]
@@ -645,4 +672,31 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+var (
+	celOverload = regexp.MustCompile(`^found no matching overload for '(_[^']*_|[^']*)' applied to '\((.*)\)'$`)
+	celOperator = map[string]string{
+		"_==_": "==", "_!=_": "!=", "_<_": "<", "_<=_": "<=", "_>_": ">", "_>=_": ">=",
+		"_+_": "+", "_-_": "-", "_*_": "*", "_/_": "/", "_%_": "%", "_&&_": "&&", "_||_": "||",
+		"!_": "!", "-_": "unary -", "@in": "in", "_[_]": "[]", "_?_:_": "?:",
+	}
+	singleEquals = regexp.MustCompile(`(^|[^=!<>])=([^=]|$)`)
+)
+
+// humanCEL rewrites the CEL checker's and parser's wording where it speaks
+// of internals (operator overloads) and adds a hint for common slips.
+func humanCEL(msg, src string) string {
+	msg = strings.ReplaceAll(msg, " (in container '')", "")
+	if m := celOverload.FindStringSubmatch(msg); m != nil {
+		op, ok := celOperator[m[1]]
+		if !ok {
+			return fmt.Sprintf("%s cannot take arguments of types (%s)", strings.Trim(m[1], "_"), m[2])
+		}
+		return fmt.Sprintf("%s cannot be applied to (%s): the types must match; convert with int(), string() or double()", op, m[2])
+	}
+	if strings.HasPrefix(msg, "Syntax error") && singleEquals.MatchString(src) {
+		msg += " (to compare, write ==)"
+	}
+	return msg
 }

@@ -88,7 +88,7 @@ func unwrapPathError(err error) string {
 func Decode(file string, src []byte, types StepTypes) (*Plan, Diagnostics) {
 	d := &decoder{file: file, src: src, types: types, budget: maxNodes}
 	p := d.plan()
-	ds := d.diags.Sort()
+	ds := Cap(d.diags.Sort())
 	if len(ds) > 0 {
 		return p, ds
 	}
@@ -102,6 +102,7 @@ type decoder struct {
 	diags   Diagnostics
 	budget  int
 	aborted bool
+	lines   []int // byte offset of each line, built on the first diagnostic
 
 	plan_   *Plan
 	secrets map[string]bool
@@ -110,7 +111,14 @@ type decoder struct {
 }
 
 func (d *decoder) errAt(p Pos, format string, args ...any) {
-	d.diags = append(d.diags, Diagnostic{File: d.file, Pos: p, Msg: fmt.Sprintf(format, args...), Snippet: snippet(d.src, p)})
+	if len(d.diags) >= 10*MaxDiagnostics {
+		d.aborted = true
+		return
+	}
+	if d.lines == nil {
+		d.lines = lineStarts(d.src)
+	}
+	d.diags = append(d.diags, Diagnostic{File: d.file, Pos: p, Msg: fmt.Sprintf(format, args...), Snippet: snippetAt(d.src, d.lines, p)})
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -250,6 +258,9 @@ func (d *decoder) tabs() bool {
 			if c == '\t' {
 				d.errAt(Pos{line, i + 1}, "tab character in indentation; YAML indents with spaces")
 				found = true
+				if len(d.diags) >= MaxDiagnostics {
+					return true
+				}
 				break
 			}
 			if c != ' ' {
@@ -260,16 +271,91 @@ func (d *decoder) tabs() bool {
 	return found
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var (
+	yamlLine      = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	unknownAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+)
 
+// yamlError positions a YAML syntax error. yaml.v3 names only a line, and
+// for parser errors the 0-based line where the enclosing construct began,
+// so the line where the problem really is is found by parsing growing
+// prefixes of the file from there: the first prefix that fails the same way
+// ends at it.
 func (d *decoder) yamlError(err error) {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		d.errAt(Pos{n, 1}, "YAML syntax: %s", m[2])
+	if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
+		if i := bytes.Index(d.src, []byte("*"+m[1])); i >= 0 {
+			d.errAt(d.posAtOffset(i), "YAML: alias *%s refers to no anchor &%s", m[1], m[1])
+			return
+		}
+	}
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		d.errAt(Pos{1, 1}, "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
 		return
 	}
-	d.errAt(Pos{1, 1}, "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
+	n, _ := strconv.Atoi(m[1])
+	line := d.firstFailingLine(n, m[2])
+	d.errAt(Pos{line, firstNonSpace(lineAt(d.src, line))}, "YAML syntax: %s", m[2])
+}
+
+func (d *decoder) firstFailingLine(from int, want string) int {
+	starts := lineStarts(d.src)
+	if from < 1 {
+		from = 1
+	}
+	for l := from; l <= len(starts) && l < from+200; l++ {
+		end := len(d.src)
+		if l < len(starts) {
+			end = starts[l]
+		}
+		var n yaml.Node
+		err := yaml.Unmarshal(d.src[:end], &n)
+		if err == nil {
+			continue
+		}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil && m[2] == want {
+			return l
+		}
+	}
+	if from+1 <= len(starts) {
+		return from + 1
+	}
+	return max(from, 1)
+}
+
+// lineStarts returns the byte offset at which each line starts.
+func lineStarts(src []byte) []int {
+	starts := []int{0}
+	for i, c := range src {
+		if c == '\n' && i+1 < len(src) {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+func firstNonSpace(line []byte) int {
+	col := 1
+	for _, r := range string(line) {
+		if r != ' ' && r != '\t' {
+			return col
+		}
+		col++
+	}
+	return 1
+}
+
+func (d *decoder) posAtOffset(off int) Pos {
+	line, col := 1, 1
+	for _, r := range string(d.src[:off]) {
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return Pos{line, col}
 }
 
 func firstInvalidUTF8(b []byte) Pos {
@@ -342,6 +428,67 @@ func clip(s string, n int) string {
 	return string(r[:n]) + "…"
 }
 
+// pair is one key of a mapping after YAML merge keys (<<) are expanded.
+type pair struct {
+	k, v   *yaml.Node
+	merged bool
+}
+
+// pairs flattens a mapping: keys written in the mapping win over merged
+// ones whatever their order, and earlier merges win over later ones.
+func (d *decoder) pairs(m *yaml.Node, what string) []pair {
+	var own, merged []pair
+	for i := 0; i+1 < len(m.Content) && !d.aborted; i += 2 {
+		k, v := d.resolve(m.Content[i]), m.Content[i+1]
+		if k == nil {
+			return nil
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, "keys in %s must be plain strings", what)
+			continue
+		}
+		if k.Tag != "!!merge" {
+			own = append(own, pair{k: k, v: v})
+			continue
+		}
+		mv := d.resolve(v)
+		if mv == nil {
+			return nil
+		}
+		var sources []*yaml.Node
+		switch mv.Kind {
+		case yaml.MappingNode:
+			sources = append(sources, mv)
+		case yaml.SequenceNode:
+			for _, item := range mv.Content {
+				if im := d.resolve(item); im != nil && im.Kind == yaml.MappingNode {
+					sources = append(sources, im)
+				}
+			}
+		default:
+			d.errorf(v, "a merge key (<<) needs a mapping or a list of mappings")
+		}
+		for _, src := range sources {
+			for _, p := range d.pairs(src, what) {
+				p.merged = true
+				merged = append(merged, p)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range own {
+		seen[p.k.Value] = true
+	}
+	out := own
+	for _, p := range merged {
+		if !seen[p.k.Value] {
+			seen[p.k.Value] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // mapping walks the keys of a mapping node, reporting duplicate and unknown
 // keys, expanding YAML merge keys, and calling fn for each known key.
 func (d *decoder) mapping(n *yaml.Node, what string, known []string, fn func(key string, k, v *yaml.Node)) bool {
@@ -354,51 +501,19 @@ func (d *decoder) mapping(n *yaml.Node, what string, known []string, fn func(key
 		return false
 	}
 	seen := map[string]*yaml.Node{}
-	var visit func(m *yaml.Node, merged bool)
-	visit = func(m *yaml.Node, merged bool) {
-		for i := 0; i+1 < len(m.Content) && !d.aborted; i += 2 {
-			k, v := d.resolve(m.Content[i]), m.Content[i+1]
-			if k == nil {
-				return
-			}
-			if k.Kind != yaml.ScalarNode {
-				d.errorf(k, "keys in %s must be plain strings", what)
-				continue
-			}
-			if k.Tag == "!!merge" {
-				mv := d.resolve(v)
-				if mv == nil {
-					return
-				}
-				switch mv.Kind {
-				case yaml.MappingNode:
-					visit(mv, true)
-				case yaml.SequenceNode:
-					for _, item := range mv.Content {
-						if im := d.resolve(item); im != nil && im.Kind == yaml.MappingNode {
-							visit(im, true)
-						}
-					}
-				default:
-					d.errorf(v, "a merge key (<<) needs a mapping")
-				}
-				continue
-			}
-			if prev, ok := seen[k.Value]; ok {
-				if !merged {
-					d.errorf(k, "key %q is set twice in %s (first at line %d)", k.Value, what, prev.Line)
-				}
-				continue
-			}
-			seen[k.Value] = k
-			if !contains(known, k.Value) {
-				d.errorf(k, "unknown key %q in %s%s", k.Value, what, suggest(k.Value, known))
-				continue
-			}
-			fn(k.Value, k, v)
+	for _, p := range d.pairs(n, what) {
+		k := p.k
+		if prev, ok := seen[k.Value]; ok {
+			d.errorf(k, "key %q is set twice in %s (first at line %d)", k.Value, what, prev.Line)
+			continue
 		}
+		seen[k.Value] = k
+		if !contains(known, k.Value) {
+			d.errorf(k, "unknown key %q in %s%s", k.Value, what, suggest(k.Value, known))
+			continue
+		}
+		fn(k.Value, k, p.v)
 	}
-	visit(n, false)
 	return true
 }
 
@@ -413,21 +528,14 @@ func (d *decoder) entries(n *yaml.Node, what string, fn func(name string, k, v *
 		return
 	}
 	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content) && !d.aborted; i += 2 {
-		k := d.resolve(n.Content[i])
-		if k == nil {
-			return
-		}
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, "names in %s must be plain strings", what)
-			continue
-		}
+	for _, p := range d.pairs(n, what) {
+		k := p.k
 		if line, ok := seen[k.Value]; ok {
 			d.errorf(k, "%q is declared twice in %s (first at line %d)", k.Value, what, line)
 			continue
 		}
 		seen[k.Value] = k.Line
-		fn(k.Value, k, n.Content[i+1])
+		fn(k.Value, k, p.v)
 	}
 }
 
@@ -440,19 +548,10 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// suggest returns "; did you mean …?" for a near miss, or the allowed keys.
+// suggest returns a "did you mean" hint, or else the allowed keys.
 func suggest(got string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if dist := levenshtein(got, k); dist < bestD {
-			best, bestD = k, dist
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	if len(known) == 0 {
-		return ""
+	if hint := Suggest(got, known); hint != "" || len(known) == 0 {
+		return hint
 	}
 	return " (allowed: " + strings.Join(known, ", ") + ")"
 }
@@ -787,7 +886,17 @@ func (d *decoder) targetsSection(n *yaml.Node) {
 		case ways == 0:
 			d.errorf(v, "target %s needs url: {secret: …}, connection parts (host, dbname, user, password) or env_prefix", name)
 		case ways > 1:
-			d.errorf(v, "target %s mixes url, parts (%s) and env_prefix; use one way", name, strings.Join(parts, ", "))
+			var used []string
+			if set["url"] != nil {
+				used = append(used, "url")
+			}
+			if len(parts) > 0 {
+				used = append(used, "parts ("+strings.Join(parts, ", ")+")")
+			}
+			if set["env_prefix"] != nil {
+				used = append(used, "env_prefix")
+			}
+			d.errorf(v, "target %s mixes %s; use one way", name, strings.Join(used, " and "))
 		}
 		if (set["sslcert"] == nil) != (set["sslkey"] == nil) {
 			d.errorf(v, "target %s: sslcert and sslkey go together", name)
@@ -971,16 +1080,18 @@ func (d *decoder) inputs(n, stepNode *yaml.Node, fields []Field, s *Step) Inputs
 		byName[f.Name] = f
 	}
 	at := stepNode
+	present := map[string]bool{}
 	if n != nil {
 		at = n
 		d.mapping(n, "with of "+s.Type, names, func(key string, k, v *yaml.Node) {
+			present[key] = true
 			if val := d.value(v, byName[key], "with."+key); val != nil {
 				in[key] = val
 			}
 		})
 	}
 	for _, f := range fields {
-		if f.Required && in[f.Name] == nil {
+		if f.Required && !present[f.Name] {
 			d.errorf(at, "step %s (%s) needs with.%s: %s", s.Label(), s.Type, f.Name, f.Doc)
 		}
 	}

@@ -80,24 +80,70 @@ func (ds Diagnostics) Format() string {
 	return b.String()
 }
 
+// MaxDiagnostics is how many problems are reported for one file; a file
+// with more is almost certainly not a plan, and listing them all helps no one.
+const MaxDiagnostics = 100
+
+// Cap keeps the first MaxDiagnostics of sorted diagnostics and says how
+// many more there were.
+func Cap(ds Diagnostics) Diagnostics {
+	if len(ds) <= MaxDiagnostics {
+		return ds
+	}
+	last := ds[MaxDiagnostics-1]
+	more := Diagnostic{File: last.File, Pos: last.Pos, Msg: fmt.Sprintf("… and more problems after these %d; fix these first", MaxDiagnostics)}
+	return append(ds[:MaxDiagnostics:MaxDiagnostics], more)
+}
+
+// Snippet renders the source line at pos with a caret under its column.
+func Snippet(src []byte, pos Pos) string { return snippetAt(src, nil, pos) }
+
 // snippet returns the source line at pos with a caret under the column.
-// Columns count runes; tabs are kept so the caret lines up.
-func snippet(src []byte, pos Pos) string {
+func snippet(src []byte, pos Pos) string { return snippetAt(src, nil, pos) }
+
+// snippetAt is snippet with an optional index of line starts. Columns count
+// runes; tabs are kept so the caret lines up; a long line is shown as a
+// window around the column; a byte-order mark is not shown (YAML columns
+// do not count it).
+func snippetAt(src []byte, starts []int, pos Pos) string {
 	if pos.Line < 1 {
 		return ""
 	}
-	line := lineAt(src, pos.Line)
-	if line == nil {
+	var line []byte
+	if starts != nil {
+		if pos.Line > len(starts) {
+			return ""
+		}
+		line = src[starts[pos.Line-1]:]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		line = bytes.TrimRight(line, "\r")
+	} else if line = lineAt(src, pos.Line); line == nil {
 		return ""
 	}
-	if len(line) > 160 {
-		line = line[:160]
+	if pos.Line == 1 {
+		line = bytes.TrimPrefix(line, []byte("\uFEFF"))
 	}
-	text := strings.ToValidUTF8(string(line), "\uFFFD")
+	runes := []rune(strings.ToValidUTF8(string(line), "\uFFFD"))
+	col := pos.Col
+	prefix := ""
+	const width = 120
+	if col > width {
+		cut := col - width/2
+		runes = runes[min(cut, len(runes)):]
+		col -= cut
+		prefix = "…"
+	}
+	suffix := ""
+	if len(runes) > width+width/2 {
+		runes = runes[:width+width/2]
+		suffix = "…"
+	}
 	var pad strings.Builder
-	i := 0
-	for _, r := range text {
-		if i >= pos.Col-1 {
+	pad.WriteString(strings.Repeat(" ", len([]rune(prefix))))
+	for i, r := range runes {
+		if i >= col-1 {
 			break
 		}
 		if r == '\t' {
@@ -105,11 +151,10 @@ func snippet(src []byte, pos Pos) string {
 		} else {
 			pad.WriteByte(' ')
 		}
-		i++
 	}
 	num := fmt.Sprint(pos.Line)
 	gutter := strings.Repeat(" ", len(num))
-	return fmt.Sprintf(" %s | %s\n %s | %s^\n", num, text, gutter, pad.String())
+	return fmt.Sprintf(" %s | %s%s%s\n %s | %s^\n", num, prefix, string(runes), suffix, gutter, pad.String())
 }
 
 func lineAt(src []byte, n int) []byte {

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -99,10 +100,44 @@ func alignScalar(src []byte, n *yaml.Node, value []rune) []Pos {
 			advance()
 		}
 	}
+	var found bool
+	var q, ql, qc int
 	for i, r := range value {
+		// Quoted styles spell some runes with more than one source rune.
+		if n.Style == yaml.DoubleQuotedStyle {
+			for p < len(src) && src[p] == '\\' {
+				produced, size := unescape(src[p:])
+				if size == 0 {
+					break
+				}
+				if produced < 0 { // an escaped line break: nothing
+					for k := 0; k < size; k++ {
+						advance()
+					}
+					for p < len(src) && (src[p] == ' ' || src[p] == '\t') {
+						advance()
+					}
+					continue
+				}
+				if produced == r {
+					out[i] = Pos{line, col}
+					for k := 0; k < size; k++ {
+						advance()
+					}
+					goto next
+				}
+				break
+			}
+		}
+		if n.Style == yaml.SingleQuotedStyle && r == '\'' && p+1 < len(src) && src[p] == '\'' && src[p+1] == '\'' {
+			out[i] = Pos{line, col}
+			advance()
+			advance()
+			continue
+		}
 		// Look a little way ahead for the rune, skipping only syntax.
-		q, ql, qc := p, line, col
-		found := false
+		q, ql, qc = p, line, col
+		found = false
 		for steps := 0; q < len(src) && steps < 256; steps++ {
 			c, size := utf8.DecodeRune(src[q:])
 			if c == r {
@@ -127,8 +162,38 @@ func alignScalar(src []byte, n *yaml.Node, value []rune) []Pos {
 		if p < len(src) {
 			advance()
 		}
+	next:
 	}
 	return out
+}
+
+// unescape decodes the double-quoted YAML escape at the start of b: the rune
+// it stands for (-1 for an escaped line break) and how many source runes it
+// spans (0 if it is not an escape).
+func unescape(b []byte) (rune, int) {
+	if len(b) < 2 || b[0] != '\\' {
+		return 0, 0
+	}
+	simple := map[byte]rune{'0': 0, 'a': 7, 'b': 8, 't': 9, '\t': 9, 'n': 10, 'v': 11, 'f': 12, 'r': 13, 'e': 27,
+		' ': ' ', '"': '"', '/': '/', '\\': '\\', 'N': 0x85, '_': 0xA0, 'L': 0x2028, 'P': 0x2029}
+	if r, ok := simple[b[1]]; ok {
+		return r, 2
+	}
+	hex := map[byte]int{'x': 2, 'u': 4, 'U': 8}
+	if n, ok := hex[b[1]]; ok && len(b) >= 2+n {
+		v, err := strconv.ParseUint(string(b[2:2+n]), 16, 32)
+		if err != nil {
+			return 0, 0
+		}
+		return rune(v), 2 + n
+	}
+	if b[1] == '\n' {
+		return -1, 2
+	}
+	if b[1] == '\r' && len(b) > 2 && b[2] == '\n' {
+		return -1, 3
+	}
+	return 0, 0
 }
 
 // offsetOf returns the byte offset of a 1-based line and rune column.
