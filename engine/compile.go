@@ -69,12 +69,18 @@ func Compile(p *schema.Plan) (*Program, schema.Diagnostics) {
 }
 
 // Load reads, decodes and compiles a plan file.
+// When decoding finds problems, the expressions of what could be decoded are
+// still compiled, so that one run reports every problem.
 func Load(file string) (*Program, schema.Diagnostics) {
 	p, ds := schema.Load(file, steps.Types)
-	if len(ds) > 0 {
-		return nil, ds
+	if len(ds) == 0 {
+		return Compile(p)
 	}
-	return Compile(p)
+	if p != nil {
+		_, more := Compile(p)
+		ds = schema.Cap(append(ds, more...).Sort())
+	}
+	return nil, ds
 }
 
 type compiler struct {
@@ -410,7 +416,7 @@ func (c *compiler) celErrors(e *schema.Expr, iss *cel.Issues) {
 	}
 	for _, er := range errs {
 		off := runeOffset(e.Src, er.Location.Line(), er.Location.Column())
-		msg := humanCEL(er.Message, e.Src)
+		msg := strings.ReplaceAll(humanCEL(er.Message, e.Src), "\n", `\n`)
 		c.errAt(e, off, "%s: %s", e.Role, msg)
 	}
 }

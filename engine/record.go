@@ -13,7 +13,12 @@ type Record struct {
 	Operator string         `json:"operator,omitempty"`
 	Host     string         `json:"host,omitempty"`
 	Engine   string         `json:"engine,omitempty"`
-	DryRun   bool           `json:"dry_run,omitempty"`
+	DryRun   *bool          `json:"dry_run,omitempty"`
+	Argv     []string       `json:"argv,omitempty"` // the command line, secrets masked
+	Cwd      string         `json:"cwd,omitempty"`
+	// PID is cutover's own process id in run.start, the step's child in
+	// step.process.
+	PID int `json:"pid,omitempty"`
 
 	// secrets
 	Secrets []SecretInfo `json:"secrets,omitempty"`
@@ -39,7 +44,9 @@ type Record struct {
 
 	// rollback.begin, run.end
 	Message  string   `json:"message,omitempty"`
-	Pending  []string `json:"pending,omitempty"`
+	Pending  []string `json:"pending,omitempty"` // rollback.begin: steps whose rollback will run
+	Kept     []string `json:"kept,omitempty"`    // rollback.begin: rollbacks not run, before the commit point
+	NotRun   []string `json:"not_run,omitempty"` // run.end: steps never reached
 	ExitCode *int     `json:"exit_code,omitempty"`
 }
 
@@ -76,6 +83,7 @@ const (
 	RecSecrets       = "secrets"
 	RecStepStart     = "step.start"
 	RecStepRetry     = "step.retry"
+	RecStepProcess   = "step.process"
 	RecStepEnd       = "step.end"
 	RecCommit        = "commit"
 	RecRollbackBegin = "rollback.begin"

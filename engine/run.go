@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 	// Mask, if set, is used instead of a fresh set (tests plant canaries).
 	Mask *redact.Set
+	// Argv is the command line, journaled in run.start.
+	Argv []string
 }
 
 func (o *Options) lookupEnv(k string) (string, bool) {
@@ -58,6 +61,8 @@ type Result struct {
 	ExitCode int
 	// Err summarises what went wrong, secrets masked; nil on success.
 	Err error
+	// Head is the sha256 of the journal's last line (see journal.Report.Head).
+	Head string
 }
 
 type runner struct {
@@ -116,14 +121,19 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	if opts.Host == "" {
 		r.opts.Host, _ = os.Hostname()
 	}
+	cwd, _ := os.Getwd()
+	dry := opts.DryRun
 	r.emit(&Record{Type: RecRunStart, RunID: r.runID, Plan: &PlanInfo{Name: p.Name, Version: p.Version, File: p.File, SHA256: p.SHA256},
-		Params: jsonParams(opts.Params), Operator: r.opts.Operator, Host: r.opts.Host, Engine: opts.Version, DryRun: opts.DryRun}, true)
+		Params: jsonParams(opts.Params), Operator: r.opts.Operator, Host: r.opts.Host, Engine: opts.Version, DryRun: &dry,
+		Argv: maskStrings(mask, opts.Argv), Cwd: cwd, PID: os.Getpid()}, true)
 	if r.journalErr != nil {
 		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
 		res.Err = fmt.Errorf("cannot write the journal: %w", r.journalErr)
 		return res
 	}
-	r.emit(&Record{Type: RecSecrets, Secrets: r.readSecrets(ctx)}, false)
+	if len(p.Secrets) > 0 {
+		r.emit(&Record{Type: RecSecrets, Secrets: r.readSecrets(ctx)}, false)
+	}
 
 	for name, v := range opts.Params {
 		r.vars["params."+name] = v
@@ -154,11 +164,16 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	}
 	code := ExitCode(status)
 	end := &Record{Type: RecRunEnd, Status: status, ExitCode: &code}
+	for _, s := range prog.Steps {
+		if r.status[s.Decl.ID] == StepNotRun {
+			end.NotRun = append(end.NotRun, s.Label())
+		}
+	}
 	if summary != nil {
 		end.Message = r.mask.String(summary.Error())
 	}
 	r.emit(end, true)
-	res.Status, res.ExitCode = status, code
+	res.Status, res.ExitCode, res.Head = status, code, w.Head()
 	if summary != nil {
 		res.Err = errors.New(r.mask.String(summary.Error()))
 	}
@@ -174,7 +189,7 @@ func (r *runner) main(ctx context.Context) (string, error) {
 	dryFailures := 0
 	for _, s := range r.prog.Steps {
 		if ctx.Err() != nil {
-			failErr = errors.New("interrupted before step " + s.Label())
+			failErr = fmt.Errorf("%s before step %s", interruption(ctx), s.Label())
 			break
 		}
 		if r.opts.DryRun {
@@ -229,9 +244,14 @@ func (r *runner) main(ctx context.Context) (string, error) {
 			plan = append(plan, s)
 		}
 	}
-	var pending []string
+	var pending, kept []string
 	for _, s := range plan {
 		pending = append(pending, s.Label())
+	}
+	for i := len(done) - 1; i >= 0; i-- {
+		if s := done[i]; s.Index <= committed && len(s.Rollback) > 0 {
+			kept = append(kept, s.Label())
+		}
 	}
 	msg := "rolling back"
 	if len(plan) == 0 {
@@ -240,17 +260,26 @@ func (r *runner) main(ctx context.Context) (string, error) {
 	if committed >= 0 {
 		msg += fmt.Sprintf("; steps up to the commit point %s stay as they are", r.prog.Steps[committed].Label())
 	}
-	r.emit(&Record{Type: RecRollbackBegin, Message: msg, Pending: pending}, true)
+	begin := &Record{Type: RecRollbackBegin, Message: msg, Pending: pending, Kept: kept, Error: r.mask.String(failErr.Error())}
+	if failed != nil {
+		begin.Step = failed.Label()
+	}
+	r.emit(begin, true)
 
-	var errs *multierror.Error
+	errs := &multierror.Error{ErrorFormat: joinErrors}
 	aborted := false
+rollback:
 	for _, s := range plan {
 		for _, rb := range s.Rollback {
 			if r.opts.Abort.Err() != nil {
 				aborted = true
-				break
+				break rollback
 			}
 			st, _, err := r.step(r.opts.Abort, rb, "rollback", s.Label())
+			if r.opts.Abort.Err() != nil {
+				aborted = true
+				break rollback
+			}
 			if st == StepFailed {
 				errs = multierror.Append(errs, fmt.Errorf("rollback %s of %s: %v", rb.Label(), s.Label(), err))
 			}
@@ -261,12 +290,12 @@ func (r *runner) main(ctx context.Context) (string, error) {
 		return StatusAborted, fmt.Errorf("%v; aborted during rollback: the journal shows which rollback steps did not run", failErr)
 	case committed >= 0:
 		e := fmt.Errorf("%v after the commit point %s: recovery is now a human decision; the journal says exactly what ran where", failErr, r.prog.Steps[committed].Label())
-		if errs != nil {
-			e = fmt.Errorf("%v; %v", e, errs.ErrorOrNil())
+		if errs.ErrorOrNil() != nil {
+			e = fmt.Errorf("%v; %v", e, errs)
 		}
 		return StatusFailedAfterCommit, e
-	case errs != nil:
-		return StatusRollbackFailed, fmt.Errorf("%v; %d rollback step(s) failed: %v", failErr, len(errs.Errors), errs.ErrorOrNil())
+	case errs.ErrorOrNil() != nil:
+		return StatusRollbackFailed, fmt.Errorf("%v; %d rollback step(s) failed: %v", failErr, len(errs.Errors), errs)
 	}
 	return StatusRolledBack, failErr
 }
@@ -344,6 +373,10 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 	call := &steps.Call{
 		StepID: s.Label(), Args: args, DryRun: r.opts.DryRun, Out: r.opts.Out,
 		Mask: r.mask.String,
+		Started: func(pid int) {
+			// Which process to look for if the runner dies mid-step.
+			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), Phase: phase, PID: pid}, false)
+		},
 		MaskWriter: func(w io.Writer) (io.Writer, func() error) {
 			mw := r.mask.Writer(w)
 			return mw, mw.Flush
@@ -410,13 +443,16 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 			r.setOutputs(s, out)
 			return end(StepSucceeded, out, nil, base)
 		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
+		if ctx.Err() != nil && !strings.Contains(err.Error(), "interrupted") {
+			err = fmt.Errorf("%s: %w", interruption(ctx), err)
 		}
 		if attempt >= retry.Attempts || ctx.Err() != nil || steps.IsPermanent(err) {
 			break
 		}
-		r.emit(&Record{Type: RecStepRetry, Step: s.Label(), Phase: phase, Attempt: attempt, Error: r.mask.String(err.Error()), RetryIn: backoff.String()}, false)
+		retryRec := base
+		retryRec.Type, retryRec.Attempt, retryRec.Asserts = RecStepRetry, attempt, nil
+		retryRec.Error, retryRec.RetryIn = r.mask.String(err.Error()), backoff.String()
+		r.emit(&retryRec, false)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -499,9 +535,54 @@ func valuesText(v map[string]any) string {
 	}
 	parts := make([]string, 0, len(v))
 	for _, k := range sortedKeys(v) {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, v[k]))
+		parts = append(parts, k+"="+FormatValue(v[k]))
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// FormatValue renders a value an expression read: strings quoted, so that
+// a trailing newline or an empty string is visible.
+func FormatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []string:
+		q := make([]string, len(x))
+		for i, s := range x {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+func maskStrings(m *redact.Set, in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = m.String(s)
+	}
+	return out
+}
+
+// joinErrors renders aggregated rollback errors on one line.
+func joinErrors(errs []error) string {
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// interruption says why the run's context ended (the signal, when the CLI
+// names it).
+func interruption(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil && c != context.Canceled {
+		return "interrupted (" + c.Error() + ")"
+	}
+	return "interrupted"
 }
 
 func (r *runner) setOutputs(s *Step, out steps.Outputs) {

@@ -458,7 +458,7 @@ steps:
 		t.Fatalf("status %s", res.Status)
 	}
 	end := rec.end("who")
-	want := "assert `outputs.stdout_tail.trim() == params.expected_db` is false (outputs.stdout_tail=otherdb\n, params.expected_db=appdb)"
+	want := `assert ` + "`outputs.stdout_tail.trim() == params.expected_db`" + ` is false (outputs.stdout_tail="otherdb\n", params.expected_db="appdb")`
 	if end.Error != want {
 		t.Errorf("error:\n got %q\nwant %q", end.Error, want)
 	}

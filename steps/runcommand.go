@@ -114,6 +114,9 @@ func execute(ctx context.Context, c *Call, argv []string) (Outputs, error) {
 		return nil, Permanent(fmt.Errorf("cannot start %s: %w", argv[0], err))
 	}
 	pgid := cmd.Process.Pid
+	if c.Started != nil {
+		c.Started(pgid)
+	}
 	done := make(chan struct{})
 	go func() {
 		select {

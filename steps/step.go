@@ -62,6 +62,9 @@ type Call struct {
 	// MaskWriter wraps w so that secrets are masked as bytes stream through.
 	// The returned flush func must be called when writing is done.
 	MaskWriter func(w io.Writer) (io.Writer, func() error)
+	// Started, when not nil, is told the pid of a child process the step
+	// started, for the journal.
+	Started func(pid int)
 }
 
 // Args are a step's resolved inputs: templates evaluated, secrets read.

@@ -89,7 +89,7 @@ func (s stdio) usageError(cmd string, fs *flag.FlagSet, err error) int {
 		fmt.Fprintf(s.out, "Usage: cutover %s\n\nFlags:\n%s", cmd, flagUsage(fs))
 		return 0
 	}
-	fmt.Fprintf(s.err, "cutover %s: %v\n\nFlags:\n%s", strings.Fields(cmd)[0], err, flagUsage(fs))
+	fmt.Fprintf(s.err, "cutover %s: %v\n\nUsage: cutover %s\n\nFlags:\n%s", strings.Fields(cmd)[0], err, cmd, flagUsage(fs))
 	return engine.ExitUsage
 }
 
@@ -134,11 +134,11 @@ func (s stdio) validate(args []string) int {
 	} else {
 		for _, r := range results {
 			if r.Valid {
-				fmt.Fprintf(s.out, "%s: ok (%s@%d, %d steps)\n", r.File, r.Plan, r.Version, r.Steps)
+				fmt.Fprintf(s.out, "%s: ok (%s@%d, %s)\n", r.File, r.Plan, r.Version, plural(r.Steps, "step"))
 				continue
 			}
 			fmt.Fprint(s.err, r.Diagnostics.Format())
-			fmt.Fprintf(s.err, "%s: %d problem(s)\n", r.File, len(r.Diagnostics))
+			fmt.Fprintf(s.err, "%s: %s\n", r.File, plural(len(r.Diagnostics), "problem"))
 		}
 	}
 	if bad {
@@ -167,7 +167,7 @@ func (s stdio) run(ctx context.Context, args []string) int {
 	prog, ds := engine.Load(files[0])
 	if len(ds) > 0 {
 		fmt.Fprint(s.err, ds.Format())
-		fmt.Fprintf(s.err, "%s: %d problem(s); nothing ran\n", files[0], len(ds))
+		fmt.Fprintf(s.err, "%s: %s; nothing ran\n", files[0], plural(len(ds), "problem"))
 		return engine.ExitUsage
 	}
 	bound, err := prog.Plan.BindParams(params)
@@ -176,8 +176,8 @@ func (s stdio) run(ctx context.Context, args []string) int {
 		return engine.ExitUsage
 	}
 
-	runCtx, interrupt := context.WithCancel(ctx)
-	defer interrupt()
+	runCtx, interrupt := context.WithCancelCause(ctx)
+	defer interrupt(nil)
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	stopSignals := make(chan struct{})
@@ -193,7 +193,7 @@ func (s stdio) run(ctx context.Context, args []string) int {
 					n++
 					if n == 1 {
 						fmt.Fprintf(s.err, "\ncutover: %v: stopping the running step and rolling back (again to abort at once)\n", sg)
-						interrupt()
+						interrupt(fmt.Errorf("%v received", sg))
 					} else {
 						fmt.Fprintf(s.err, "\ncutover: %v again: aborting now; the journal records what is in doubt\n", sg)
 						abort()
@@ -204,7 +204,7 @@ func (s stdio) run(ctx context.Context, args []string) int {
 	}
 
 	var view *progress
-	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx}
+	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx, Argv: append([]string{"cutover", "run"}, args...)}
 	if *output == "text" {
 		view = newProgress(s.out, isTerminal(s.out))
 		opts.Observe = view.record
@@ -247,7 +247,12 @@ func (s stdio) steps(args []string) int {
 	if len(pos) == 1 {
 		t, ok := steps.Lookup(pos[0])
 		if !ok {
-			fmt.Fprintf(s.err, "cutover steps: no step type %q%s\n", pos[0], schema.Suggest(pos[0], steps.Types.StepTypeNames()))
+			names := steps.Types.StepTypeNames()
+			hint := schema.Suggest(pos[0], names)
+			if hint == "" {
+				hint = " (step types: " + strings.Join(names, ", ") + ")"
+			}
+			fmt.Fprintf(s.err, "cutover steps: no step type %q%s\n", pos[0], hint)
 			return engine.ExitUsage
 		}
 		if *output == "json" {
@@ -297,6 +302,13 @@ func (s stdio) json(v any) int {
 		return 1
 	}
 	return 0
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func isTerminal(w io.Writer) bool {

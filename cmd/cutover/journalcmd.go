@@ -44,6 +44,10 @@ func (s stdio) journal(args []string) int {
 			pos = ids
 		}
 		if len(pos) == 0 {
+			if *all {
+				fmt.Fprintf(s.err, "no runs in %s\n", *dir)
+				return 0
+			}
 			return s.usageError("journal verify [RUN | --all]", fs, errors.New("name a run or pass --all"))
 		}
 		code := 0
@@ -74,7 +78,7 @@ func (s stdio) journalVerify(dir, arg string) int {
 		torn = fmt.Sprintf("; torn last line %d (%d bytes) ignored: the writer stopped mid-record", rep.Torn.Line, rep.Torn.Bytes)
 	}
 	if rep.OK {
-		fmt.Fprintf(s.out, "%s: ok, %d records, hash chain intact%s\n", path, rep.Records, torn)
+		fmt.Fprintf(s.out, "%s: ok, %d records, hash chain intact, head %s%s\n", path, rep.Records, short(rep.Head), torn)
 		return 0
 	}
 	fmt.Fprintf(s.out, "%s: TAMPERED or corrupt (%d records%s)\n", path, rep.Records, torn)
@@ -141,7 +145,7 @@ func summarise(recs []journal.Record) summary {
 		t, _ := time.Parse(time.RFC3339Nano, r.Time)
 		switch r.Type {
 		case engine.RecRunStart:
-			sm.id, sm.dryRun, sm.start = r.RunID, r.DryRun, t
+			sm.id, sm.dryRun, sm.start = r.RunID, r.DryRun != nil && *r.DryRun, t
 			if r.Plan != nil {
 				sm.plan, sm.version = r.Plan.Name, r.Plan.Version
 			}
@@ -180,7 +184,7 @@ func (s stdio) journalShow(dir, arg string) int {
 		switch r.Type {
 		case engine.RecRunStart:
 			fmt.Fprintf(s.out, "run %s  plan %s@%d  sha256 %s\n", r.RunID, r.Plan.Name, r.Plan.Version, short(r.Plan.SHA256))
-			fmt.Fprintf(s.out, "started %s by %s on %s, engine %s, dry run %v\n", t.Local().Format(time.RFC3339), r.Operator, r.Host, r.Engine, r.DryRun)
+			fmt.Fprintf(s.out, "started %s by %s on %s (pid %d), engine %s, dry run %v\n", t.Local().Format(time.RFC3339), r.Operator, r.Host, r.PID, r.Engine, r.DryRun != nil && *r.DryRun)
 			if len(r.Params) > 0 {
 				var ps []string
 				for _, k := range sortedKeys(r.Params) {
@@ -201,13 +205,15 @@ func (s stdio) journalShow(dir, arg string) int {
 			if r.Mutates {
 				fmt.Fprintf(s.out, "%s  start %s %s (%s) attempt %d, intent recorded\n", at, phaseLabel(r.Phase), r.Step, r.StepType, r.Attempt)
 			}
+		case engine.RecStepProcess:
+			fmt.Fprintf(s.out, "%s  %s %s started process %d\n", at, phaseLabel(r.Phase), r.Step, r.PID)
 		case engine.RecStepRetry:
 			fmt.Fprintf(s.out, "%s  retry %s: attempt %d failed: %s (next in %s)\n", at, r.Step, r.Attempt, r.Error, r.RetryIn)
 		case engine.RecStepEnd:
 			delete(open, r.Phase+"/"+r.Step)
-			mark := "  "
+			mark := "   "
 			if r.Status == engine.StepFailed {
-				mark = ">>"
+				mark = " >>"
 			}
 			fmt.Fprintf(s.out, "%s%s%s %s (%s) %s", at, mark, phaseLabel(r.Phase), r.Step, r.StepType, strings.ToUpper(r.Status))
 			if r.Attempt > 1 {
@@ -229,7 +235,13 @@ func (s stdio) journalShow(dir, arg string) int {
 		case engine.RecCommit:
 			fmt.Fprintf(s.out, "%s  COMMIT %s: %s\n", at, r.Step, r.Message)
 		case engine.RecRollbackBegin:
-			fmt.Fprintf(s.out, "%s  ROLLBACK: %s %s\n", at, r.Message, strings.Join(r.Pending, ", "))
+			fmt.Fprintf(s.out, "%s  ROLLBACK after %s: %s\n", at, orDash(r.Step), r.Message)
+			if len(r.Pending) > 0 {
+				fmt.Fprintf(s.out, "             undoing (in order): %s\n", strings.Join(r.Pending, ", "))
+			}
+			if len(r.Kept) > 0 {
+				fmt.Fprintf(s.out, "             kept (before the commit point): %s\n", strings.Join(r.Kept, ", "))
+			}
 		case engine.RecRunEnd:
 			ended = true
 			code := 0
@@ -241,6 +253,9 @@ func (s stdio) journalShow(dir, arg string) int {
 				fmt.Fprintf(s.out, ": %s", r.Message)
 			}
 			fmt.Fprintln(s.out)
+			if len(r.NotRun) > 0 {
+				fmt.Fprintf(s.out, "             never reached: %s\n", strings.Join(r.NotRun, ", "))
+			}
 		}
 	}
 	for _, r := range open {
@@ -253,6 +268,13 @@ func (s stdio) journalShow(dir, arg string) int {
 		fmt.Fprintf(s.out, "torn last line %d (%d bytes): the writer stopped mid-record\n", torn.Line, torn.Bytes)
 	}
 	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func phaseLabel(p string) string {
@@ -271,7 +293,7 @@ func valuesSuffix(v map[string]any) string {
 	}
 	var parts []string
 	for _, k := range sortedKeys(v) {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, v[k]))
+		parts = append(parts, k+"="+engine.FormatValue(v[k]))
 	}
 	return " with " + strings.Join(parts, ", ")
 }

@@ -44,10 +44,16 @@ func (p *progress) paint(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
+// closeLine ends whatever is on the current line: a live "running" line
+// is erased, and child output that lacked its final newline gets one.
 func (p *progress) closeLine() {
 	if p.open {
 		fmt.Fprint(p.w, "\r\x1b[K")
 		p.open = false
+	}
+	if !p.atBOL {
+		fmt.Fprintln(p.w)
+		p.atBOL = true
 	}
 }
 
@@ -65,9 +71,9 @@ func (p *progress) record(r *engine.Record) {
 	defer p.mu.Unlock()
 	switch r.Type {
 	case engine.RecRunStart:
-		p.dryRun = r.DryRun
+		p.dryRun = r.DryRun != nil && *r.DryRun
 		mode := ""
-		if r.DryRun {
+		if p.dryRun {
 			mode = " (dry run: nothing is changed)"
 		}
 		fmt.Fprintf(p.w, "%s %s@%d run %s%s\n", p.paint(bold, "cutover"), r.Plan.Name, r.Plan.Version, r.RunID, mode)
@@ -94,11 +100,11 @@ func (p *progress) record(r *engine.Record) {
 		fmt.Fprintf(p.w, "  %s %s\n", p.paint(bold, "── commit:"), r.Message)
 	case engine.RecRollbackBegin:
 		p.closeLine()
-		fmt.Fprintf(p.w, "  %s %s", p.paint(yellow, "── rollback:"), r.Message)
+		line := "  " + p.paint(yellow, "── rollback:") + " " + r.Message
 		if len(r.Pending) > 0 {
-			fmt.Fprintf(p.w, " (%s)", strings.Join(r.Pending, ", "))
+			line += " (" + strings.Join(r.Pending, ", ") + ")"
 		}
-		fmt.Fprintln(p.w)
+		fmt.Fprintln(p.w, line)
 	}
 }
 
@@ -136,11 +142,11 @@ func (p *progress) stepLine(r *engine.Record) {
 	case engine.StepDryRun:
 		extra = append(extra, "dry-run variant passed")
 	}
-	fmt.Fprintf(p.w, "  %s %-20s %s", p.paint(sw.color, word), p.label(r), p.paint("2", fmt.Sprintf("%-14s", r.StepType)))
+	line := fmt.Sprintf("  %s %-20s %s", p.paint(sw.color, word), p.label(r), p.paint("2", fmt.Sprintf("%-14s", r.StepType)))
 	if len(extra) > 0 {
-		fmt.Fprintf(p.w, "  %s", strings.Join(extra, "; "))
+		line += "  " + strings.Join(extra, "; ")
 	}
-	fmt.Fprintln(p.w)
+	fmt.Fprintln(p.w, strings.TrimRight(line, " "))
 	for _, a := range r.Asserts {
 		if a.Result == "unknown" {
 			fmt.Fprintf(p.w, "            assert `%s` is decided at run time\n", a.Expr)
@@ -202,9 +208,6 @@ func (p *progress) finish(res *engine.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closeLine()
-	if !p.atBOL {
-		fmt.Fprintln(p.w)
-	}
 	color := green
 	if res.ExitCode != 0 {
 		color = red
@@ -219,6 +222,6 @@ func (p *progress) finish(res *engine.Result) {
 	}
 	fmt.Fprintln(p.w)
 	if res.Journal != "" {
-		fmt.Fprintf(p.w, "journal: %s\n", res.Journal)
+		fmt.Fprintf(p.w, "journal: %s (head %s)\n", res.Journal, short(res.Head))
 	}
 }

@@ -250,6 +250,16 @@ func maskValue(v any, mask func([]byte) []byte) any {
 	return v
 }
 
+// Head returns the hex sha256 of the last line written: the value the next
+// record's prev will carry. Printed at the end of a run, it lets an operator
+// prove later that nothing was edited or dropped at the end of the journal,
+// which the chain alone cannot show.
+func (w *Writer) Head() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.prev
+}
+
 // Close syncs the journal to stable storage and closes it. Closing a closed
 // Writer does nothing.
 func (w *Writer) Close() error {

@@ -48,6 +48,10 @@ type Report struct {
 	Problems []string
 	// OK reports that there are no problems.
 	OK bool
+	// Head is the sha256 of the last complete line. The chain cannot show
+	// an edit of the last line or records dropped from the end; comparing
+	// Head with the value printed when the run ended can.
+	Head string
 }
 
 // rawLine is one line of a journal file.
@@ -68,14 +72,15 @@ func splitLines(data []byte) []rawLine {
 	return lines
 }
 
-// tornLast returns the Torn for the last line of a file if it is torn: it lacks
-// its newline or is not valid JSON.
+// tornLast returns the Torn for the last line of a file if it is torn: it
+// lacks its newline. Every record is written with its newline in one write,
+// so a complete line that is not valid JSON is corruption, not a torn write.
 func tornLast(lines []rawLine) *Torn {
 	if len(lines) == 0 {
 		return nil
 	}
 	l := lines[len(lines)-1]
-	if l.terminated && json.Valid(l.text) {
+	if l.terminated {
 		return nil
 	}
 	n := len(l.text)
@@ -180,6 +185,9 @@ func Verify(path string) (Report, error) {
 		case i > 0 && prev != hashLine(lines[i-1].text):
 			problem(l, "prev does not match line %d (record edited or removed?)", lines[i-1].num)
 		}
+	}
+	if len(lines) > 0 {
+		rep.Head = hashLine(lines[len(lines)-1].text)
 	}
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
