@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -257,39 +256,10 @@ func convert(v ref.Val, k schema.Kind) (any, error) {
 }
 
 // targetVars are what expressions see of each target: never the password.
-// The URL form is parsed only for host, port, dbname and user.
 func (r *runner) targetVars(vars map[string]any) {
-	for _, t := range r.prog.Plan.Targets {
-		host, port, db, user, mode := t.Host, int64(t.Port), t.DBName, t.User, t.SSLMode
-		switch {
-		case t.URL != "":
-			if s, err := r.secret(t.URL); err == nil {
-				if u, err := url.Parse(s); err == nil {
-					host = u.Hostname()
-					if p, err := strconv.Atoi(u.Port()); err == nil {
-						port = int64(p)
-					}
-					db = strings.TrimPrefix(u.Path, "/")
-					user = u.User.Username()
-					if m := u.Query().Get("sslmode"); m != "" && mode == "" {
-						mode = m
-					}
-				}
-			}
-		case t.EnvPrefix != "":
-			get := func(k string) string { v, _ := r.opts.lookupEnv(t.EnvPrefix + k); return v }
-			host, db, user = get("HOST"), get("NAME"), get("USER")
-			if p, err := strconv.Atoi(get("PORT")); err == nil {
-				port = int64(p)
-			}
-			if m := get("SSLMODE"); m != "" && mode == "" {
-				mode = m
-			}
-		}
-		if port == 0 {
-			port = 5432
-		}
-		pre := "targets." + t.Name + "."
-		vars[pre+"host"], vars[pre+"port"], vars[pre+"dbname"], vars[pre+"user"], vars[pre+"sslmode"] = host, port, db, user, mode
+	for _, d := range r.prog.Plan.Targets {
+		t, _ := r.targets.Get(d.Name)
+		pre := "targets." + d.Name + "."
+		vars[pre+"host"], vars[pre+"port"], vars[pre+"dbname"], vars[pre+"user"], vars[pre+"sslmode"] = t.Host, int64(t.Port), t.DBName, t.User, t.SSLMode
 	}
 }

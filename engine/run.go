@@ -75,6 +75,7 @@ type runner struct {
 	act     *activation
 	status  map[string]string
 	secrets map[string]secretValue
+	targets *steps.Targets
 	preview map[*Step][]string // dry run: what a failure at each step would roll back
 	// journalErr is the first failure to write the journal.
 	journalErr error
@@ -135,6 +136,10 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 		r.emit(&Record{Type: RecSecrets, Secrets: r.readSecrets(ctx)}, false)
 	}
 
+	r.targets = steps.ResolveTargets(p.Targets, steps.TargetSource{
+		Secret: r.secret, LookupEnv: r.opts.lookupEnv, Register: mask.Add,
+	})
+	defer r.targets.Close()
 	for name, v := range opts.Params {
 		r.vars["params."+name] = v
 	}
@@ -372,7 +377,9 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 
 	call := &steps.Call{
 		StepID: s.Label(), Args: args, DryRun: r.opts.DryRun, Out: r.opts.Out,
-		Mask: r.mask.String,
+		Mask:    r.mask.String,
+		Targets: r.targets,
+		Secret:  r.secretInfo,
 		Started: func(pid int) {
 			// Which process to look for if the runner dies mid-step.
 			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), Phase: phase, PID: pid}, false)

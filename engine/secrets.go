@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgcutover/cutover/schema"
+	"github.com/pgcutover/cutover/steps"
 )
 
 // secretTimeout bounds a `from: command` secret.
@@ -20,6 +21,7 @@ const secretTimeout = 30 * time.Second
 type secretValue struct {
 	value string
 	err   error
+	decl  *schema.Secret
 }
 
 // readSecrets reads every declared secret, registering each value for
@@ -60,7 +62,7 @@ func (r *runner) readSecrets(ctx context.Context) []SecretInfo {
 			info.Error = r.mask.String(err.Error())
 		}
 		info.OK = err == nil
-		r.secrets[s.Name] = secretValue{value: v, err: err}
+		r.secrets[s.Name] = secretValue{value: v, err: err, decl: s}
 		infos = append(infos, info)
 	}
 	return infos
@@ -101,4 +103,26 @@ func (r *runner) secret(name string) (string, error) {
 		return "", fmt.Errorf("secret %s is not available: %v", name, s.err)
 	}
 	return s.value, nil
+}
+
+// secretInfo gives a step a secret with where it came from.
+func (r *runner) secretInfo(name string) (steps.Secret, error) {
+	v, err := r.secret(name)
+	d := r.secrets[name].decl
+	if d == nil {
+		return steps.Secret{Name: name}, err
+	}
+	out := steps.Secret{Name: name, Value: v, From: d.From}
+	switch d.From {
+	case "env":
+		out.Source = d.Env
+	case "file":
+		out.Source = d.Path
+	case "command":
+		out.Source = strings.Join(d.Argv, " ")
+	}
+	if err != nil {
+		out.Value = ""
+	}
+	return out, err
 }

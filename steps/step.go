@@ -65,6 +65,19 @@ type Call struct {
 	// Started, when not nil, is told the pid of a child process the step
 	// started, for the journal.
 	Started func(pid int)
+	// Targets are the run's PostgreSQL targets and their shared connections.
+	Targets *Targets
+	// Secret reads a declared secret. Only steps that check secrets
+	// (verify-secret) use it; values must never leave the step unmasked.
+	Secret func(name string) (Secret, error)
+}
+
+// Secret is a read secret and where it came from.
+type Secret struct {
+	Name   string
+	Value  string
+	From   string // env, file or command
+	Source string // the variable, path or program
 }
 
 // Args are a step's resolved inputs: templates evaluated, secrets read.

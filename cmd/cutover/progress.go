@@ -153,8 +153,12 @@ func (p *progress) stepLine(r *engine.Record) {
 		}
 	}
 	if r.Status == engine.StepFailed && r.Error != "" {
-		for _, line := range strings.Split(r.Error, "; ") {
-			fmt.Fprintf(p.w, "            %s\n", p.paint(red, line))
+		for _, para := range strings.Split(r.Error, "\n") {
+			for _, line := range strings.Split(para, "; ") {
+				if strings.TrimSpace(line) != "" {
+					fmt.Fprintf(p.w, "            %s\n", p.paint(red, line))
+				}
+			}
 		}
 	}
 	if len(r.RollbackPlan) > 0 {
