@@ -113,3 +113,40 @@ func TestSmokeQuery(t *testing.T) {
 		}
 	})
 }
+
+func TestConnectFailuresSayWhatIsWrong(t *testing.T) {
+	const canary = "Conn-Canary-pw/7+x"
+	cl := pgtest.Start(t, pgtest.Options{
+		TLS:       pgtest.TLSEnforced,
+		Roles:     []pgtest.Role{{Name: "app", Password: canary}},
+		Databases: map[string]string{"appdb": "app"},
+	})
+	tests := []struct {
+		name     string
+		db, pw   string
+		want     string
+		retrying bool
+	}{
+		{"missing database", "nosuchdb", canary, "connecting to target new: database nosuchdb does not exist on 127.0.0.1: ", false},
+		{"wrong password", "appdb", "not-the-password", "connecting to target new: wrong password for user app: ", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTargets(t, map[string]string{"pw": tt.pw}, &schema.Target{
+				Name: "new", Host: cl.Host, Port: cl.Port, DBName: tt.db, User: "app", Password: "pw",
+				SSLMode: "verify-full", SSLRootCert: cl.CAFile,
+			})
+			c, _ := newCall(t, "smoke-query", map[string]any{"target": "new", "sql": "SELECT 1"}, ts)
+			_, err := smokeQuery{}.Run(context.Background(), c)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant prefix %q", err, tt.want)
+			}
+			if IsPermanent(err) == tt.retrying {
+				t.Errorf("permanent = %v; a %s cannot pass on retry", IsPermanent(err), tt.name)
+			}
+			if strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), "not-the-password") {
+				t.Error("the password is in the message")
+			}
+		})
+	}
+}
