@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -379,4 +381,46 @@ func orNone(s string) string {
 		return "none set"
 	}
 	return s
+}
+
+// LibpqEnv is the environment that points a libpq client (pg_dump,
+// pg_restore, psql) at the target. The password goes into a 0600 passfile
+// in dir (PGPASSFILE), never into argv, where ps would show it, nor into
+// the environment. The caller removes dir.
+func (t *Target) LibpqEnv(dir string) ([]string, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	env := []string{
+		"PGHOST=" + t.Host, "PGPORT=" + strconv.Itoa(t.Port), "PGDATABASE=" + t.DBName,
+		"PGUSER=" + t.User, "PGSSLMODE=" + t.SSLMode, "PGCONNECT_TIMEOUT=10",
+	}
+	if t.SSLRootCert != "" {
+		env = append(env, "PGSSLROOTCERT="+t.SSLRootCert)
+	}
+	if t.SSLCert != "" {
+		env = append(env, "PGSSLCERT="+t.SSLCert, "PGSSLKEY="+t.SSLKey)
+	}
+	if t.password != "" {
+		esc := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `:`, `\:`) }
+		line := strings.Join([]string{esc(t.Host), strconv.Itoa(t.Port), "*", esc(t.User), esc(t.password)}, ":") + "\n"
+		path := filepath.Join(dir, "pgpass")
+		if err := os.WriteFile(path, []byte(line), 0o600); err != nil {
+			return nil, fmt.Errorf("target %s: writing the passfile: %w", t.Name, err)
+		}
+		env = append(env, "PGPASSFILE="+path)
+	}
+	return env, nil
+}
+
+// CleanEnv is os.Environ without libpq's PG* variables, so that only what
+// LibpqEnv sets reaches a client.
+func CleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
