@@ -391,25 +391,21 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 	}
 
 	if r.opts.DryRun && s.Mutates {
+		// A mutating step's read-only variant (run-command's dry_run_argv,
+		// switch-config's preview), if it has one for these inputs.
 		dr, ok := s.Type.Impl.(steps.DryRunner)
 		if !ok {
 			return end(StepWouldRun, nil, nil, base)
 		}
-		if !hasVariant(s) {
-			return end(StepWouldRun, nil, nil, base)
-		}
-		start := base
-		start.Type = RecStepStart
-		r.emit(&start, false)
-		base.Inputs = nil
 		t0 := time.Now()
 		actx, cancel := context.WithTimeout(ctx, r.timeout(s))
 		out, ran, err := dr.DryRun(actx, call)
 		cancel()
+		if !ran {
+			return end(StepWouldRun, nil, nil, base)
+		}
 		base.DurationMS = ms(time.Since(t0))
 		switch {
-		case !ran:
-			return end(StepWouldRun, nil, nil, base)
 		case err != nil:
 			return end(StepFailed, out, err, base)
 		}
@@ -474,17 +470,6 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 		r.setOutputs(s, out)
 	}
 	return end(StepFailed, out, err, base)
-}
-
-// hasVariant reports whether a mutating step has a read-only variant
-// configured (run-command's dry_run_argv).
-func hasVariant(s *Step) bool {
-	for _, f := range s.Type.Inputs {
-		if strings.HasPrefix(f.Name, "dry_run") && s.Decl.With[f.Name] != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *runner) timeout(s *Step) time.Duration {

@@ -1134,6 +1134,15 @@ func (d *decoder) value(n *yaml.Node, f Field, role string) *Value {
 		}
 		return v
 	case IntList:
+		if r.Kind == yaml.ScalarNode && r.Tag == "!!int" {
+			// One integer is a list of one: expect_exit: 0, expect_status: 200.
+			x, ok := d.int(r, role)
+			if !ok {
+				return nil
+			}
+			v.List = []*Value{{Kind: Int, Pos: posOf(r), Int: x}}
+			return v
+		}
 		if r.Kind != yaml.SequenceNode {
 			d.errorf(r, "%s must be a list of integers; found %s", role, describe(r))
 			return nil

@@ -354,7 +354,8 @@ func fieldSchema(f schema.Field) any {
 		item.Kind = schema.String
 		s = jsonObject{"type": "array", "items": stringSchema(item)}
 	case schema.IntList:
-		s = jsonObject{"type": "array", "items": jsonObject{"type": "integer"}}
+		// One integer is read as a list of one (expect_status: 200).
+		s = jsonObject{"oneOf": []any{jsonObject{"type": "integer"}, jsonObject{"type": "array", "items": jsonObject{"type": "integer"}}}}
 	case schema.StringMap:
 		item := f
 		item.Kind = schema.String

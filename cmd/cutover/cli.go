@@ -38,6 +38,7 @@ Usage:
   cutover journal list|show RUN|verify [RUN | --all]
   cutover steps [TYPE]                     list step types, or describe one
   cutover schema                           print the plan JSON Schema
+  cutover sandbox up|env|down [--dir DIR]  local old and new PostgreSQL clusters to rehearse on
   cutover version
 
 Exit codes: 0 succeeded (or a clean dry run); 1 failed and rolled back (or a dry run
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return s.journal(rest)
 	case "steps":
 		return s.steps(rest)
+	case "sandbox":
+		return s.sandbox(rest)
 	case "schema":
 		stdout.Write(steps.JSONSchema())
 		return 0
