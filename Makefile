@@ -4,7 +4,7 @@ BIN     := bin/cutover
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test bench lint fuzz demo clean
+.PHONY: build test bench lint fuzz demo demo-hello clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cutover
@@ -26,17 +26,19 @@ lint:
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzPlanDecode -fuzztime 60s
 
-# A real plan, dry run first, then for real, then its journal.
+# The reference cutover on a sandbox: old and new PostgreSQL clusters, the
+# demo Django app moved from one to the other (dry run, then for real).
 demo: build
+	sh plans/demo/demo.sh $(BIN)
+
+# A first plan without a database: guards, rollback, the commit point.
+demo-hello: build
 	@echo '== dry run'; \
 	$(BIN) run plans/hello.yaml --dry-run --param environment=staging --journal-dir .demo-journal || true
 	@echo; echo '== real run'; \
 	HELLO_TOKEN=demo-token-1234 $(BIN) run plans/hello.yaml --param environment=production --journal-dir .demo-journal || true
 	@echo; echo '== a failing run, rolled back'; \
 	HELLO_TOKEN=demo-token-1234 $(BIN) run plans/hello.yaml --param environment=staging --param fail_at=migrate --journal-dir .demo-journal || true
-	@echo; echo '== its journal'; \
-	last=$$(ls .demo-journal | tail -1); $(BIN) journal show $${last%.jsonl} --journal-dir .demo-journal; \
-	$(BIN) journal verify --all --journal-dir .demo-journal
 
 clean:
-	rm -rf bin .demo-journal
+	rm -rf bin .demo-journal .demo

@@ -57,9 +57,9 @@ func (r *runner) eval(ctx context.Context, x *Expr, act *activation) (result, er
 	}
 	var in any = act
 	if len(missing) > 0 {
-		if !r.opts.DryRun {
-			return result{}, fmt.Errorf("%s is not available: %s", missing[0], r.whyMissing(missing[0]))
-		}
+		// Evaluated partially in real runs too: `a || b` is decided when b
+		// is true although a reads a step that was skipped. Only an answer
+		// that still depends on the missing values is an error.
 		patterns := make([]*cel.AttributePatternType, len(missing))
 		for i, m := range missing {
 			patterns[i] = cel.AttributePattern(m)
@@ -75,6 +75,9 @@ func (r *runner) eval(ctx context.Context, x *Expr, act *activation) (result, er
 		return result{}, fmt.Errorf("evaluating `%s`: %v", strings.TrimSpace(x.Decl.Src), err)
 	}
 	if types.IsUnknown(val) {
+		if !r.opts.DryRun {
+			return result{}, fmt.Errorf("%s is not available: %s", missing[0], r.whyMissing(missing[0]))
+		}
 		return result{val: val, unknown: true, missing: missing}, nil
 	}
 	return result{val: val, missing: missing}, nil

@@ -211,9 +211,11 @@ version: 1
 secrets:
   new_url: {from: env, name: NEW_URL}
   old_url: {from: env, name: OLD_URL}
+  new_password: {from: env, name: NEW_PASSWORD}
 targets:
   new: {url: {secret: new_url}}
   old: {url: {secret: old_url}}
+  admin: {url: {secret: old_url}}
 steps:
 `)
 	for _, line := range strings.Split(strings.TrimRight(snippet, "\n"), "\n") {

@@ -37,6 +37,7 @@ func init() {
 			{Name: "timeout", Kind: schema.Duration, Doc: "kill the process group after this long (the step's timeout also applies)"},
 			{Name: "grace", Kind: schema.Duration, Default: 10 * time.Second, Doc: "time between SIGTERM and SIGKILL"},
 			{Name: "expect_exit", Kind: schema.IntList, Default: []int64{0}, Doc: "exit codes that count as success"},
+			{Name: "dry_run_expect_exit", Kind: schema.IntList, Doc: "exit codes of dry_run_argv that count as success (default: expect_exit); e.g. [0, 1] for migrate --plan --check, which exits 1 when migrations are pending"},
 			{Name: "read_only", Kind: schema.Bool, Default: false, Literal: true, Doc: "the program changes nothing, so it also runs in a dry run"},
 		},
 		Outputs: []schema.Output{
@@ -58,7 +59,7 @@ func init() {
 type runCommand struct{}
 
 func (runCommand) Run(ctx context.Context, c *Call) (Outputs, error) {
-	return execute(ctx, c, c.Args.Strings("argv"))
+	return execute(ctx, c, c.Args.Strings("argv"), c.Args.Ints("expect_exit"))
 }
 
 func (runCommand) DryRun(ctx context.Context, c *Call) (Outputs, bool, error) {
@@ -66,11 +67,15 @@ func (runCommand) DryRun(ctx context.Context, c *Call) (Outputs, bool, error) {
 	if len(argv) == 0 {
 		return nil, false, nil
 	}
-	out, err := execute(ctx, c, argv)
+	expect := c.Args.Ints("expect_exit")
+	if c.Args.Has("dry_run_expect_exit") {
+		expect = c.Args.Ints("dry_run_expect_exit")
+	}
+	out, err := execute(ctx, c, argv, expect)
 	return out, true, err
 }
 
-func execute(ctx context.Context, c *Call, argv []string) (Outputs, error) {
+func execute(ctx context.Context, c *Call, argv []string, expect []int64) (Outputs, error) {
 	a := c.Args
 	if len(argv) == 0 {
 		return nil, Permanent(errors.New("argv is empty"))
@@ -93,6 +98,11 @@ func execute(ctx context.Context, c *Call, argv []string) (Outputs, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	cmd.Dir = a.String("dir")
+	if cmd.Dir != "" {
+		if st, err := os.Stat(cmd.Dir); err != nil || !st.IsDir() {
+			return nil, Permanent(fmt.Errorf("working directory %s does not exist (relative paths start at %s)", cmd.Dir, cwd()))
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if a.Bool("inherit_env") {
 		cmd.Env = os.Environ()
@@ -158,7 +168,7 @@ func execute(ctx context.Context, c *Call, argv []string) (Outputs, error) {
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
 		return out, fmt.Errorf("%s: %w", argv[0], waitErr)
 	}
-	for _, ok := range a.Ints("expect_exit") {
+	for _, ok := range expect {
 		if int64(code) == ok {
 			return out, nil
 		}
@@ -248,4 +258,12 @@ func (s *stream) ReadFrom(r io.Reader) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+func cwd() string {
+	d, err := os.Getwd()
+	if err != nil {
+		return "the current directory"
+	}
+	return d
 }

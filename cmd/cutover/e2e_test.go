@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/pgcutover/cutover/steps/pgtest"
+)
+
+// TestEndToEnd runs testdata/e2e: the reference cutover plan moving the demo
+// Django app from the sandbox's old cluster to its new one, through the CLI.
+// Each script gets its own sandbox (cutover sandbox up) and its own app port;
+// the app is started by the plan's restart step (testdata/e2e restart.sh).
+//
+// Extra commands:
+//
+//	dbstate VAR FILE   write the tables, row counts and applied migrations of
+//	                   the database whose URL is in $VAR to FILE
+func TestEndToEnd(t *testing.T) {
+	if err := pgtest.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required in CI: %v", err)
+		}
+		t.Skipf("PostgreSQL is not available: %v", err)
+	}
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import django, psycopg2, dj_database_url").CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Django is required in CI: %v\n%s", err, out)
+		}
+		t.Skipf("Django (python3-django, python3-psycopg2, python3-dj-database-url) is not available: %v", err)
+	}
+	plans, _ := filepath.Abs(filepath.Join("..", "..", "plans"))
+	testscript.Run(t, testscript.Params{
+		Dir:                 filepath.Join("testdata", "e2e"),
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("NO_COLOR", "1")
+			env.Setenv("CUTOVER_JOURNAL_DIR", filepath.Join(env.WorkDir, "journal"))
+			env.Setenv("PLANS", plans)
+			env.Setenv("APP_DIR", filepath.Join(plans, "demo"))
+			env.Setenv("PYTHONDONTWRITEBYTECODE", "1")
+			sb := filepath.Join(env.WorkDir, "sandbox")
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), []string{"sandbox", "up", "--dir", sb}, nil, &out, &errb, nil); code != 0 {
+				return fmt.Errorf("sandbox up: exit %d\n%s%s", code, out.String(), errb.String())
+			}
+			env.Defer(func() {
+				if b, err := os.ReadFile(filepath.Join(env.WorkDir, "app.pid")); err == nil {
+					if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+						_ = syscall.Kill(-pid, syscall.SIGKILL)
+					}
+				}
+				run(context.Background(), []string{"sandbox", "down", "--dir", sb, "--purge"}, nil, &out, &errb, nil)
+			})
+			data, err := os.ReadFile(filepath.Join(sb, "sandbox.env"))
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				k, v, ok := strings.Cut(line, "=")
+				if !ok || strings.HasPrefix(line, "#") {
+					continue
+				}
+				env.Setenv(k, strings.Trim(v, "'"))
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			env.Setenv("APP_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+			l.Close()
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"grepjournal": cmdGrepJournal,
+			"dbstate":     cmdDBState,
+		},
+	})
+}
+
+func cmdDBState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: dbstate VAR FILE")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(ts.Getenv(args[0]))
+	ts.Check(err)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	ts.Check(err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)
+	ts.Check(err)
+	var tables []string
+	for rows.Next() {
+		var n string
+		ts.Check(rows.Scan(&n))
+		tables = append(tables, n)
+	}
+	ts.Check(rows.Err())
+	var b strings.Builder
+	for _, tbl := range tables {
+		var n int64
+		ts.Check(conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s", pgx.Identifier{tbl}.Sanitize())).Scan(&n))
+		fmt.Fprintf(&b, "table %s %d\n", tbl, n)
+	}
+	if len(tables) > 0 && contains(tables, "django_migrations") {
+		rows, err := conn.Query(ctx, `SELECT app || '.' || name FROM django_migrations`)
+		ts.Check(err)
+		var migs []string
+		for rows.Next() {
+			var m string
+			ts.Check(rows.Scan(&m))
+			migs = append(migs, m)
+		}
+		sort.Strings(migs)
+		for _, m := range migs {
+			fmt.Fprintf(&b, "migration %s\n", m)
+		}
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(b.String()), 0o644))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
