@@ -314,6 +314,24 @@ func TestRestoreExactRefusesWhatItCannotDrop(t *testing.T) {
 	}
 }
 
+func TestRestoreExactLeavesExcludedTablesAlone(t *testing.T) {
+	cl := dumpCluster(t)
+	conn := inspect(t, cl, "appdb")
+	from := takeSnapshot(t, cl, "appdb", map[string]any{"exclude_tables": []string{"empty_things"}})
+	if err := cl.Exec(context.Background(), "appdb", "INSERT INTO empty_things VALUES (1), (2)"); err != nil {
+		t.Fatal(err)
+	}
+	out, live, err := restoreStep(t, cl, "appdb", "app", map[string]any{"from": from}, false)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, live)
+	}
+	wantOutputs(t, out, Outputs{"restored_tables": int64(len(seededTables) - 1), "dropped": []string{}})
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM empty_things").Scan(&n); err != nil || n != 2 {
+		t.Errorf("empty_things: %d rows (err %v); a table the snapshot left out is not the restore's to touch", n, err)
+	}
+}
+
 func TestRestoreWithoutPrivilegesSaysWhy(t *testing.T) {
 	cl := dumpCluster(t, "fresh")
 	from := takeSnapshot(t, cl, "appdb", nil)

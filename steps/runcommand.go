@@ -127,26 +127,7 @@ func execute(ctx context.Context, c *Call, argv []string, expect []int64) (Outpu
 	if c.Started != nil {
 		c.Started(pgid)
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(a.Duration("grace"))
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}()
-	waitErr := cmd.Wait()
-	close(done)
-	// Nothing of the group may outlive the step.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	waitErr := waitGroup(ctx, cmd, a.Duration("grace"))
 	_ = flush()
 	elapsed := time.Since(start)
 

@@ -764,25 +764,7 @@ func runPG(ctx context.Context, c *Call, pc pgCommand) (string, error) {
 	if pc.journal && c.Started != nil {
 		c.Started(pgid)
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(pgGrace)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}()
-	err := cmd.Wait()
-	close(done)
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	err := waitGroup(ctx, cmd, pgGrace)
 	_ = flush()
 	return c.Mask(errTail.String()), err
 }
