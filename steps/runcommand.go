@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,7 +92,7 @@ func execute(ctx context.Context, c *Call, argv []string, expect []int64) (Outpu
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	path, err := exec.LookPath(argv[0])
+	path, err := lookPath(argv[0])
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("cannot run %s: %w", argv[0], errors.Unwrap(err)))
 	}
@@ -247,4 +248,21 @@ func cwd() string {
 		return "the current directory"
 	}
 	return d
+}
+
+// lookPaths caches successful PATH lookups by name and PATH: a plan runs the
+// same programs again and again, and each lookup stats every PATH entry.
+// Failures are not cached, so a program installed mid-run is found.
+var lookPaths sync.Map
+
+func lookPath(name string) (string, error) {
+	key := name + "\x00" + os.Getenv("PATH")
+	if p, ok := lookPaths.Load(key); ok {
+		return p.(string), nil
+	}
+	p, err := exec.LookPath(name)
+	if err == nil && filepath.IsAbs(p) {
+		lookPaths.Store(key, p)
+	}
+	return p, err
 }
