@@ -35,7 +35,7 @@ const usage = `cutover runs database cutover plans: validated, journaled, rolled
 Usage:
   cutover validate PLAN...                 check plans, expressions included; exit 2 on any problem
   cutover run PLAN [--dry-run] [--param name=value]... [--journal-dir DIR]
-  cutover journal list|show RUN|verify [RUN | --all]
+  cutover journal list|show RUN|verify [RUN | --all]|report RUN [--format json|junit]
   cutover steps [TYPE]                     list step types, or describe one
   cutover schema                           print the plan JSON Schema
   cutover sandbox up|env|down [--dir DIR]  local old and new PostgreSQL clusters to rehearse on
@@ -157,12 +157,17 @@ func (s stdio) run(ctx context.Context, args []string) int {
 	fs.Var(params, "param", "set a plan param, name=value (repeatable)")
 	jdir := fs.String("journal-dir", journal.DefaultDir(), "where run journals are written")
 	output := fs.String("output", "text", "text or json")
+	report := fs.String("report", "", "after the run, write a report of its journal to FILE")
+	reportFormat := fs.String("report-format", reportJSON, "format of --report: json or junit")
 	files, err := parseInterspersed(fs, args)
 	if err == nil && len(files) != 1 {
 		err = errors.New("name exactly one plan file")
 	}
 	if err == nil && *output != "text" && *output != "json" {
 		err = fmt.Errorf("--output is text or json, not %q", *output)
+	}
+	if err == nil {
+		err = checkReportFormat("--report-format", *reportFormat)
 	}
 	if err != nil {
 		return s.usageError("run PLAN [flags]", fs, err)
@@ -216,6 +221,7 @@ func (s stdio) run(ctx context.Context, args []string) int {
 		opts.Out = s.err
 	}
 	res := engine.Run(runCtx, prog, opts)
+	s.runReportFile(res.Journal, *reportFormat, *report)
 	if *output == "json" {
 		enc := json.NewEncoder(s.out)
 		enc.SetIndent("", "  ")

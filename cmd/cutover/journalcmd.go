@@ -15,12 +15,14 @@ import (
 
 func (s stdio) journal(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(s.err, "Usage: cutover journal list | show RUN | verify [RUN | --all]\n")
+		fmt.Fprint(s.err, "Usage: cutover journal list | show RUN | verify [RUN | --all] | report RUN [--format json|junit]\n")
 		return engine.ExitUsage
 	}
 	fs := newFlags("journal")
 	dir := fs.String("journal-dir", journal.DefaultDir(), "where run journals are")
 	all := fs.Bool("all", false, "verify every run in the journal directory")
+	format := fs.String("format", reportJSON, "report: json or junit")
+	outFile := fs.String("output", "", "report: write to FILE instead of stdout")
 	sub := args[0]
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
@@ -34,6 +36,11 @@ func (s stdio) journal(args []string) int {
 			return s.usageError("journal show RUN", fs, errors.New("name one run (id, id prefix or file)"))
 		}
 		return s.journalShow(*dir, pos[0])
+	case "report":
+		if len(pos) != 1 {
+			return s.usageError("journal report RUN [--format json|junit] [--output FILE]", fs, errors.New("name one run (id, id prefix or file)"))
+		}
+		return s.journalReport(*dir, pos[0], *format, *outFile)
 	case "verify":
 		if *all {
 			ids, err := journal.List(*dir)
@@ -58,7 +65,7 @@ func (s stdio) journal(args []string) int {
 		}
 		return code
 	}
-	fmt.Fprintf(s.err, "cutover journal: unknown subcommand %q (list, show, verify)\n", sub)
+	fmt.Fprintf(s.err, "cutover journal: unknown subcommand %q (list, show, verify, report)\n", sub)
 	return engine.ExitUsage
 }
 
