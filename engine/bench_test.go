@@ -28,6 +28,21 @@ func bigPlan(n int) []byte {
 	return []byte(b.String())
 }
 
+// mustCompile decodes and compiles a plan, failing the benchmark on any
+// diagnostic.
+func mustCompile(b *testing.B, src string) *Program {
+	b.Helper()
+	p, ds := schema.Decode("bench.yaml", []byte(src), steps.Types)
+	if len(ds) > 0 {
+		b.Fatal(ds)
+	}
+	prog, ds := Compile(p)
+	if len(ds) > 0 {
+		b.Fatal(ds)
+	}
+	return prog
+}
+
 // BenchmarkValidate1000Steps measures decode + compile + type-check of a
 // 1,000-step plan (3,000 expressions), as `cutover validate` does.
 func BenchmarkValidate1000Steps(b *testing.B) {
@@ -47,14 +62,7 @@ func BenchmarkValidate1000Steps(b *testing.B) {
 
 func guardRunner(b *testing.B, dry bool) (*runner, *Expr) {
 	b.Helper()
-	p, ds := schema.Decode("g.yaml", bigPlan(3), steps.Types)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
-	prog, ds := Compile(p)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
+	prog := mustCompile(b, string(bigPlan(3)))
 	r := &runner{prog: prog, opts: Options{DryRun: dry}, mask: redact.New(), vars: map[string]any{}, status: map[string]string{}}
 	r.act = &activation{vars: r.vars}
 	r.vars["params.environment"] = "staging"
@@ -99,14 +107,7 @@ func BenchmarkRun100AssertSteps(b *testing.B) {
 	for i := 0; i < 100; i++ {
 		fmt.Fprintf(&sb, "  - id: a%d\n    type: assert\n    when: \"params.n > 0\"\n    assert: [\"params.n == 1\"]\n", i)
 	}
-	p, ds := schema.Decode("t.yaml", []byte(sb.String()), steps.Types)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
-	prog, ds := Compile(p)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
+	prog := mustCompile(b, sb.String())
 	dir := b.TempDir()
 	params := map[string]any{"n": int64(1)}
 	b.ReportAllocs()
@@ -127,14 +128,7 @@ func BenchmarkRun100Commands(b *testing.B) {
 	for i := 0; i < 100; i++ {
 		fmt.Fprintf(&sb, "  - id: s%d\n    type: run-command\n    with: {argv: [\"true\"]}\n", i)
 	}
-	p, ds := schema.Decode("t.yaml", []byte(sb.String()), steps.Types)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
-	prog, ds := Compile(p)
-	if len(ds) > 0 {
-		b.Fatal(ds)
-	}
+	prog := mustCompile(b, sb.String())
 	dir := b.TempDir()
 	b.ReportAllocs()
 	for b.Loop() {
