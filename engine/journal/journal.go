@@ -10,10 +10,17 @@
 // Each record is written with a single write(2) on a file opened with
 // O_APPEND, so a crash can leave at most one partial ("torn") last line,
 // which [Read] and [Verify] report separately and never mistake for a record.
+//
+// With a key ([Writer.SetKey]), every line also ends with a "mac" field: the
+// hex HMAC-SHA256, under that key, of the line up to that field. The chain
+// shows edits to any line but the last; the MACs show edits to any line,
+// the last included, by someone who does not hold the key. [VerifyKey]
+// checks both.
 package journal
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -52,6 +59,16 @@ type Writer struct {
 	size int64    // bytes of complete lines in the file
 	buf  []byte   // reusable line buffer
 	err  error    // first write or sync failure; sticky
+	key  []byte   // HMAC key; nil: no "mac" fields
+}
+
+// SetKey makes every line appended from now on carry a "mac" field, the
+// HMAC-SHA256 under key of the line up to that field. Set it before the
+// first record, so that [VerifyKey] can require a MAC on every line.
+func (w *Writer) SetKey(key []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.key = slices.Clone(key)
 }
 
 // Create makes dir (mode 0700, with parents) if needed and creates the
@@ -155,6 +172,9 @@ func (w *Writer) Append(rec any, sync bool) error {
 		line = append(line, ',')
 	}
 	line = append(line, body[1:]...)
+	if w.key != nil {
+		line = appendMAC(line, w.key)
+	}
 	sum := sha256.Sum256(line)
 	line = append(line, '\n')
 	if cap(line) <= maxRetained {
@@ -182,16 +202,30 @@ func (w *Writer) Append(rec any, sync bool) error {
 	return nil
 }
 
-// checkReserved rejects an object with a top-level "seq" or "prev" key.
+// macField is the last field of a line written with a key.
+const macField = `,"mac":"`
+
+// appendMAC replaces line's closing brace with a "mac" field over the line
+// up to it, and closes the object again.
+func appendMAC(line, key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(line[:len(line)-1])
+	line = append(line[:len(line)-1], macField...)
+	line = hex.AppendEncode(line, m.Sum(nil))
+	return append(line, '"', '}')
+}
+
+// checkReserved rejects an object with a top-level "seq", "prev" or "mac"
+// key.
 func checkReserved(body []byte) error {
-	if !bytes.Contains(body, []byte(`"seq"`)) && !bytes.Contains(body, []byte(`"prev"`)) {
+	if !bytes.Contains(body, []byte(`"seq"`)) && !bytes.Contains(body, []byte(`"prev"`)) && !bytes.Contains(body, []byte(`"mac"`)) {
 		return nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return fmt.Errorf("journal record: %w", err)
 	}
-	for _, k := range []string{"seq", "prev"} {
+	for _, k := range []string{"seq", "prev", "mac"} {
 		if _, ok := fields[k]; ok {
 			return fmt.Errorf("journal record must not have a %q field", k)
 		}
@@ -372,4 +406,49 @@ func Resolve(dir, arg string) (string, error) {
 		names += fmt.Sprintf(" and %d more", len(matches)-maxListed)
 	}
 	return "", fmt.Errorf("run id prefix %s is ambiguous: %s", arg, names)
+}
+
+// Open reopens an existing journal to append to it, as a resumed run does.
+// A torn last line, the remains of a write a crash interrupted, is cut off
+// first (and returned, so the caller can journal that it was); the chain
+// continues from the last complete line. The caller verifies the chain
+// before trusting what it reads: Open only needs the last line.
+func Open(path string, mask func([]byte) []byte) (*Writer, *Torn, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open journal: %w", err)
+	}
+	lines := splitLines(data)
+	torn := tornLast(lines)
+	if torn != nil {
+		lines = lines[:len(lines)-1]
+	}
+	w := &Writer{path: path, mask: mask, size: int64(len(data))}
+	if torn != nil {
+		w.size -= int64(torn.Bytes)
+	}
+	if len(lines) > 0 {
+		last := lines[len(lines)-1]
+		rec, err := parseLine(last)
+		if err != nil || rec.Seq < 1 {
+			return nil, nil, fmt.Errorf("open journal: %s: line %d is not a record", path, last.num)
+		}
+		w.seq, w.prev = rec.Seq, hashLine(last.text)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open journal: %w", err)
+	}
+	if torn != nil {
+		if err := f.Truncate(w.size); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("open journal: cut the torn last line: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("open journal: %w", err)
+		}
+	}
+	w.f = f
+	return w, torn, nil
 }

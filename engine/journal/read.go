@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -52,6 +53,11 @@ type Report struct {
 	// an edit of the last line or records dropped from the end; comparing
 	// Head with the value printed when the run ended can.
 	Head string
+	// MACs is the number of records that carry a "mac" field.
+	MACs int
+	// MACChecked reports that every record's MAC was checked against a key
+	// ([VerifyKey]); with it, an edit of the last line is a problem too.
+	MACChecked bool
 }
 
 // rawLine is one line of a journal file.
@@ -143,7 +149,14 @@ func Read(path string) (recs []Record, torn *Torn, err error) {
 //
 // Verify returns an error only if the file cannot be read.
 func Verify(path string) (Report, error) {
-	rep := Report{Path: path}
+	return VerifyKey(path, nil)
+}
+
+// VerifyKey is [Verify] that, given a key, also requires every record to
+// end with a "mac" field that is the HMAC-SHA256 of the line up to it under
+// that key (see [Writer.SetKey]).
+func VerifyKey(path string, key []byte) (Report, error) {
+	rep := Report{Path: path, MACChecked: key != nil}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return rep, fmt.Errorf("read journal: %w", err)
@@ -164,6 +177,14 @@ func Verify(path string) (Report, error) {
 			continue
 		}
 		rep.Records++
+		if _, ok := rec.Fields["mac"]; ok {
+			rep.MACs++
+		}
+		if key != nil {
+			if msg := checkMAC(l.text, key); msg != "" {
+				problem(l, "%s", msg)
+			}
+		}
 
 		var seq int
 		if json.Unmarshal(rec.Fields["seq"], &seq) != nil {
@@ -191,6 +212,24 @@ func Verify(path string) (Report, error) {
 	}
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
+}
+
+// checkMAC checks the "mac" field that ends a line; "" means it is right.
+func checkMAC(text, key []byte) string {
+	n := len(macField) + 2*sha256.Size + 2
+	if len(text) < n || !bytes.Equal(text[len(text)-n:len(text)-n+len(macField)], []byte(macField)) || !bytes.HasSuffix(text, []byte(`"}`)) {
+		return "no mac at the end of the record (written without the key, or the mac was removed)"
+	}
+	got, err := hex.DecodeString(string(text[len(text)-n+len(macField) : len(text)-2]))
+	if err != nil {
+		return "mac is not hex"
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(text[:len(text)-n])
+	if !hmac.Equal(got, m.Sum(nil)) {
+		return "mac does not match (record edited, or a different key)"
+	}
+	return ""
 }
 
 // hashLine returns the hex SHA-256 of a line as written, without its
