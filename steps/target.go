@@ -150,6 +150,8 @@ type Targets struct {
 	mu     sync.Mutex
 	byName map[string]*Target
 	conns  map[string]*pgx.Conn
+	// locks are the targets whose advisory lock this run holds (see Lock).
+	locks map[string]*targetLock
 	// Opened counts connections opened per target (tests and benchmarks).
 	Opened map[string]int
 }
@@ -284,7 +286,9 @@ func (ts *Targets) Get(name string) (*Target, error) {
 
 // Conn returns the run's connection to a target, opening it on first use.
 // A connection that failed is not cached; whether to try again is the
-// plan's retry policy, and errors that cannot pass are Permanent.
+// plan's retry policy, and errors that cannot pass are Permanent. A new
+// connection to a target this run has locked (see Lock) takes the lock
+// again before it is returned.
 func (ts *Targets) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	t, err := ts.Get(name)
 	if err != nil {
@@ -292,6 +296,12 @@ func (ts *Targets) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	return ts.conn(ctx, t)
+}
+
+// conn is Conn with ts.mu held.
+func (ts *Targets) conn(ctx context.Context, t *Target) (*pgx.Conn, error) {
+	name := t.Name
 	if c := ts.conns[name]; c != nil && !c.IsClosed() {
 		return c, nil
 	}
@@ -304,6 +314,10 @@ func (ts *Targets) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 		return nil, ConnectError(t, err)
 	}
 	ts.Opened[name]++
+	if err := ts.relock(ctx, t, c); err != nil {
+		closeConn(c)
+		return nil, err
+	}
 	ts.conns[name] = c
 	return c, nil
 }
