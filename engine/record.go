@@ -16,9 +16,17 @@ type Record struct {
 	DryRun   *bool          `json:"dry_run,omitempty"`
 	Argv     []string       `json:"argv,omitempty"` // the command line, secrets masked
 	Cwd      string         `json:"cwd,omitempty"`
-	// PID is cutover's own process id in run.start, the step's child in
-	// step.process.
+	// PID is cutover's own process id in run.start and resume, the step's
+	// child in step.process.
 	PID int `json:"pid,omitempty"`
+	// MAC names the algorithm that MACs every record (run.start), when the
+	// journal was written with a key.
+	MAC string `json:"mac_algorithm,omitempty"`
+
+	// resume
+	Mode      string `json:"mode,omitempty"`     // rollback or retry-in-doubt
+	InDoubt   string `json:"in_doubt,omitempty"` // the step a crash left in doubt
+	TornBytes int    `json:"torn_bytes,omitempty"`
 
 	// secrets
 	Secrets []SecretInfo `json:"secrets,omitempty"`
@@ -84,10 +92,13 @@ const (
 	RecStepStart     = "step.start"
 	RecStepRetry     = "step.retry"
 	RecStepProcess   = "step.process"
+	RecStepAnnounce  = "step.announce"
 	RecStepEnd       = "step.end"
 	RecCommit        = "commit"
 	RecRollbackBegin = "rollback.begin"
 	RecRunEnd        = "run.end"
+	RecResume        = "resume"
+	RecLock          = "lock"
 )
 
 // Step statuses.
@@ -99,6 +110,9 @@ const (
 	StepDryRun    = "dry-run"   // dry run: mutating step's read-only variant ran
 	StepWouldRun  = "would-run" // dry run: mutating step without a variant
 	StepNotRun    = "not-run"   // never reached
+	// StepInDoubt ends, when a run is resumed, a step the crashed runner
+	// started but never ended.
+	StepInDoubt = "in-doubt"
 )
 
 // Run statuses (DESIGN §4).
@@ -110,6 +124,9 @@ const (
 	StatusFailedAfterCommit = "failed-after-commit"
 	StatusAborted           = "aborted"
 	StatusInDoubt           = "in-doubt"
+	// StatusCouldNotStart: the run's locks are held by another run (or its
+	// journal cannot be written); no step ran.
+	StatusCouldNotStart = "could-not-start"
 )
 
 // Exit codes.
@@ -128,6 +145,8 @@ func ExitCode(status string) int {
 		return ExitOK
 	case StatusFailed, StatusRolledBack:
 		return ExitFailed
+	case StatusCouldNotStart:
+		return ExitCannotStart
 	}
 	return ExitHuman
 }

@@ -44,6 +44,14 @@ type Options struct {
 	Mask *redact.Set
 	// Argv is the command line, journaled in run.start.
 	Argv []string
+	// Approve answers approval steps (--approve, or a question on the
+	// terminal). Nil: approval steps fail, for want of a way to ask.
+	Approve steps.ApproveFunc
+	// JournalKey, if set, MACs every journal record (see journal.Writer.SetKey).
+	JournalKey []byte
+	// NoLock skips the journal directory's lease and the targets' advisory
+	// locks (dry runs never take them).
+	NoLock bool
 }
 
 func (o *Options) lookupEnv(k string) (string, bool) {
@@ -77,6 +85,8 @@ type runner struct {
 	secrets map[string]secretValue
 	targets *steps.Targets
 	preview map[*Step][]string // dry run: what a failure at each step would roll back
+	started time.Time
+	locked  map[string]bool // targets this run holds the advisory lock of; nil: no locking
 	// journalErr is the first failure to write the journal.
 	journalErr error
 }
@@ -84,6 +94,64 @@ type runner struct {
 // Run executes a compiled plan. It never panics on plan content; every
 // failure ends in a status and an exit code (DESIGN §4).
 func Run(ctx context.Context, prog *Program, opts Options) *Result {
+	start := time.Now().UTC()
+	r := newRunner(prog, opts, journal.NewRunID(start), start)
+	res := &Result{RunID: r.runID}
+	l, err := r.acquireLease()
+	if err != nil {
+		res.Status, res.ExitCode, res.Err = StatusCouldNotStart, ExitCannotStart, fmt.Errorf("%w; nothing ran", err)
+		return res
+	}
+	if l != nil {
+		defer l.Release()
+	}
+	w, err := journal.Create(opts.JournalDir, r.runID, r.mask.Bytes)
+	if err != nil {
+		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
+		res.Err = fmt.Errorf("cannot write the journal: %w", err)
+		return res
+	}
+	defer w.Close()
+	if opts.JournalKey != nil {
+		w.SetKey(opts.JournalKey)
+	}
+	r.journal = w
+	res.Journal = w.Path()
+
+	p := prog.Plan
+	cwd, _ := os.Getwd()
+	dry := opts.DryRun
+	rs := &Record{Type: RecRunStart, RunID: r.runID, Plan: &PlanInfo{Name: p.Name, Version: p.Version, File: p.File, SHA256: p.SHA256},
+		Params: jsonParams(opts.Params), Operator: r.opts.Operator, Host: r.opts.Host, Engine: opts.Version, DryRun: &dry,
+		Argv: maskStrings(r.mask, opts.Argv), Cwd: cwd, PID: os.Getpid()}
+	if opts.JournalKey != nil {
+		rs.MAC = MACAlgorithm
+	}
+	r.emit(rs, true)
+	if r.journalErr != nil {
+		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
+		res.Err = fmt.Errorf("cannot write the journal: %w", r.journalErr)
+		return res
+	}
+	r.prepare(ctx)
+	defer r.targets.Close()
+	if err := r.lockTargets(ctx, l); err != nil {
+		return r.cannotStart(res, err)
+	}
+	for _, s := range prog.Steps {
+		if s.Decl.ID != "" {
+			r.setStatus(s, StepNotRun)
+		}
+	}
+	status, summary := r.main(ctx, 0, nil, -1)
+	return r.finish(status, summary, res)
+}
+
+// MACAlgorithm names, in run.start, how the journal's records are MACed.
+const MACAlgorithm = "hmac-sha256"
+
+// newRunner sets up a runner; the caller gives it a journal.
+func newRunner(prog *Program, opts Options, runID string, start time.Time) *runner {
 	if opts.Abort == nil {
 		opts.Abort = context.Background()
 	}
@@ -94,71 +162,54 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	if mask == nil {
 		mask = redact.New()
 	}
-	start := time.Now().UTC()
+	if opts.Operator == "" {
+		opts.Operator = operator()
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	if len(opts.JournalKey) > 0 {
+		mask.Add("CUTOVER_JOURNAL_KEY", string(opts.JournalKey))
+	}
 	r := &runner{
 		prog: prog, opts: opts, mask: mask,
-		runID:   journal.NewRunID(start),
+		runID:   runID,
+		started: start,
 		vars:    map[string]any{},
 		status:  map[string]string{},
 		secrets: map[string]secretValue{},
 		preview: map[*Step][]string{},
 	}
 	r.act = &activation{vars: r.vars}
-	res := &Result{RunID: r.runID}
-	w, err := journal.Create(opts.JournalDir, r.runID, mask.Bytes)
-	if err != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", err)
-		return res
-	}
-	defer w.Close()
-	r.journal = w
-	res.Journal = w.Path()
+	return r
+}
 
-	p := prog.Plan
-	if opts.Operator == "" {
-		r.opts.Operator = operator()
-	}
-	if opts.Host == "" {
-		r.opts.Host, _ = os.Hostname()
-	}
-	cwd, _ := os.Getwd()
-	dry := opts.DryRun
-	r.emit(&Record{Type: RecRunStart, RunID: r.runID, Plan: &PlanInfo{Name: p.Name, Version: p.Version, File: p.File, SHA256: p.SHA256},
-		Params: jsonParams(opts.Params), Operator: r.opts.Operator, Host: r.opts.Host, Engine: opts.Version, DryRun: &dry,
-		Argv: maskStrings(mask, opts.Argv), Cwd: cwd, PID: os.Getpid()}, true)
-	if r.journalErr != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", r.journalErr)
-		return res
-	}
+// prepare reads the secrets, resolves the targets and sets the variables
+// every expression may read. The caller closes r.targets.
+func (r *runner) prepare(ctx context.Context) {
+	p := r.prog.Plan
 	if len(p.Secrets) > 0 {
 		r.emit(&Record{Type: RecSecrets, Secrets: r.readSecrets(ctx)}, false)
 	}
-
 	r.targets = steps.ResolveTargets(p.Targets, steps.TargetSource{
-		Secret: r.secret, LookupEnv: r.opts.lookupEnv, Register: mask.Add,
+		Secret: r.secret, LookupEnv: r.opts.lookupEnv, Register: r.mask.Add,
 	})
-	defer r.targets.Close()
-	for name, v := range opts.Params {
+	for name, v := range r.opts.Params {
 		r.vars["params."+name] = v
 	}
-	r.vars["run.id"], r.vars["run.dry_run"], r.vars["run.started_at"], r.vars["run.status"] = r.runID, opts.DryRun, start, "running"
+	r.vars["run.id"], r.vars["run.dry_run"], r.vars["run.started_at"], r.vars["run.status"] = r.runID, r.opts.DryRun, r.started, "running"
 	r.vars["plan.name"], r.vars["plan.version"] = p.Name, int64(p.Version)
 	r.targetVars(r.vars)
-	for _, s := range prog.Steps {
-		if s.Decl.ID != "" {
-			r.setStatus(s, StepNotRun)
-		}
-	}
+}
 
-	status, summary := r.main(ctx)
+// finish runs the finally steps and journals the end of the run.
+func (r *runner) finish(status string, summary error, res *Result) *Result {
 	r.vars["run.status"] = status
-	for _, s := range prog.Finally {
-		if opts.Abort.Err() != nil {
+	for _, s := range r.prog.Finally {
+		if r.opts.Abort.Err() != nil {
 			break
 		}
-		st, _, err := r.step(opts.Abort, s, "finally", "")
+		st, _, err := r.step(r.opts.Abort, s, "finally", "")
 		if st == StepFailed && summary == nil {
 			summary = fmt.Errorf("finally step %s failed: %v", s.Label(), err)
 		}
@@ -169,7 +220,7 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	}
 	code := ExitCode(status)
 	end := &Record{Type: RecRunEnd, Status: status, ExitCode: &code}
-	for _, s := range prog.Steps {
+	for _, s := range r.prog.Steps {
 		if r.status[s.Decl.ID] == StepNotRun {
 			end.NotRun = append(end.NotRun, s.Label())
 		}
@@ -178,7 +229,7 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 		end.Message = r.mask.String(summary.Error())
 	}
 	r.emit(end, true)
-	res.Status, res.ExitCode, res.Head = status, code, w.Head()
+	res.Status, res.ExitCode, res.Head = status, code, r.journal.Head()
 	if summary != nil {
 		res.Err = errors.New(r.mask.String(summary.Error()))
 	}
@@ -186,13 +237,14 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 }
 
 // main runs the main steps and, on failure, the rollback saga.
-func (r *runner) main(ctx context.Context) (string, error) {
-	committed := -1 // index of the last commit point that succeeded
-	var done []*Step
+//
+// A run starts at step 0 with nothing done and no commit point passed
+// (committed -1); a resumed run starts where the journal says it stopped.
+func (r *runner) main(ctx context.Context, from int, done []*Step, committed int) (string, error) {
 	var failed *Step
 	var failErr error
 	dryFailures := 0
-	for _, s := range r.prog.Steps {
+	for _, s := range r.prog.Steps[from:] {
 		if ctx.Err() != nil {
 			failErr = fmt.Errorf("%s before step %s", interruption(ctx), s.Label())
 			break
@@ -236,19 +288,30 @@ func (r *runner) main(ctx context.Context) (string, error) {
 	if failed == nil && failErr == nil {
 		return StatusSucceeded, nil
 	}
+	return r.saga(failed, failErr, sagaPlan(failed, done, committed, r.status), done, committed, nil)
+}
 
-	// The saga: the failed step's own rollback first (it may be half
-	// applied), then completed steps after the commit point, in reverse.
+// sagaPlan lists the steps whose rollback blocks a failure runs, in order:
+// the failed step's own first (it may be half applied), then completed
+// steps after the commit point, in reverse.
+func sagaPlan(failed *Step, done []*Step, committed int, status map[string]string) []*Step {
 	var plan []*Step
 	if failed != nil && len(failed.Rollback) > 0 {
 		plan = append(plan, failed)
 	}
 	for i := len(done) - 1; i >= 0; i-- {
 		s := done[i]
-		if s.Index > committed && len(s.Rollback) > 0 && r.status[s.Decl.ID] == StepSucceeded {
+		if s.Index > committed && len(s.Rollback) > 0 && status[s.Decl.ID] == StepSucceeded {
 			plan = append(plan, s)
 		}
 	}
+	return plan
+}
+
+// saga journals the rollback plan and runs it. Rollback steps for which
+// skip returns true already succeeded (a resumed rollback) and are not run
+// again.
+func (r *runner) saga(failed *Step, failErr error, plan, done []*Step, committed int, skip func(rb *Step, of string) bool) (string, error) {
 	var pending, kept []string
 	for _, s := range plan {
 		pending = append(pending, s.Label())
@@ -279,6 +342,9 @@ rollback:
 			if r.opts.Abort.Err() != nil {
 				aborted = true
 				break rollback
+			}
+			if skip != nil && skip(rb, s.Label()) {
+				continue
 			}
 			st, _, err := r.step(r.opts.Abort, rb, "rollback", s.Label())
 			if r.opts.Abort.Err() != nil {
@@ -380,9 +446,14 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 		Mask:    r.mask.String,
 		Targets: r.targets,
 		Secret:  r.secretInfo,
+		Approve: r.opts.Approve,
 		Started: func(pid int) {
 			// Which process to look for if the runner dies mid-step.
-			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), Phase: phase, PID: pid}, false)
+			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), Phase: phase, RollbackOf: of, PID: pid}, false)
+		},
+		Announce: func(out steps.Outputs) error {
+			// Durable before the step's effect, like the intent record.
+			return r.emit(&Record{Type: RecStepAnnounce, Step: s.Label(), Phase: phase, RollbackOf: of, Outputs: r.maskOutputs(out)}, true)
 		},
 		MaskWriter: func(w io.Writer) (io.Writer, func() error) {
 			mw := r.mask.Writer(w)
@@ -410,6 +481,10 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 			return end(StepFailed, out, err, base)
 		}
 		return end(StepDryRun, out, nil, base)
+	}
+
+	if err := r.lockFor(ctx, s); err != nil {
+		return end(StepFailed, nil, err, base)
 	}
 
 	retry := r.prog.Plan.Defaults.Retry

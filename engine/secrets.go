@@ -24,6 +24,9 @@ type secretValue struct {
 	decl  *schema.Secret
 }
 
+// MinSecretLen is the shortest secret value a run accepts.
+const MinSecretLen = 4
+
 // readSecrets reads every declared secret, registering each value for
 // masking before anything else can see it.
 func (r *runner) readSecrets(ctx context.Context) []SecretInfo {
@@ -54,6 +57,12 @@ func (r *runner) readSecrets(ctx context.Context) []SecretInfo {
 		case "command":
 			info.Source = s.Argv[0]
 			v, err = r.secretCommand(ctx, s)
+		}
+		if v != "" && len(v) < MinSecretLen && err == nil {
+			// Masking "x" would rewrite every x in every line; a value this
+			// short is a placeholder, not a credential.
+			err = fmt.Errorf("the value is %d bytes, shorter than %d: a placeholder, not a credential (and too short to be masked in output)", len(v), MinSecretLen)
+			v = ""
 		}
 		if v != "" {
 			r.mask.Add(s.Name, v)

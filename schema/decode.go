@@ -968,7 +968,7 @@ func (d *decoder) stepList(n *yaml.Node, section Section, parent *Step) []*Step 
 
 func (d *decoder) step(n *yaml.Node, section Section, index int, parent *Step) *Step {
 	s := &Step{Section: section, Index: index, Parent: parent, Pos: posOf(n)}
-	known := []string{"id", "name", "description", "type", "when", "with", "assert", "timeout", "retry", "commit", "rollback"}
+	known := []string{"id", "name", "description", "type", "when", "with", "assert", "timeout", "retry", "commit", "idempotent", "rollback"}
 	nodes := map[string]*yaml.Node{}
 	keysAt := map[string]*yaml.Node{}
 	if !d.mapping(n, "step", known, func(key string, k, v *yaml.Node) { nodes[key] = v; keysAt[key] = k }) {
@@ -1041,6 +1041,12 @@ func (d *decoder) step(n *yaml.Node, section Section, index int, parent *Step) *
 		s.Commit, _ = d.bool(v, "commit")
 		if section != SectionSteps {
 			d.errorf(keysAt["commit"], "commit: only steps in the main steps list can be a commit point")
+		}
+	}
+	if v := nodes["idempotent"]; v != nil {
+		s.Idempotent, _ = d.bool(v, "idempotent")
+		if section != SectionSteps {
+			d.errorf(keysAt["idempotent"], "idempotent: only a step in the main steps list can be retried by resume")
 		}
 	}
 	if v := nodes["rollback"]; v != nil {

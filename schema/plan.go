@@ -90,19 +90,22 @@ const (
 
 // Step is one decoded step.
 type Step struct {
-	ID          string // empty for rollback and finally steps without one
-	Name        string
-	Type        string
-	Pos         Pos
-	Section     Section
-	Index       int   // position within its section (or rollback block)
-	Parent      *Step // the step whose rollback block holds this one
-	When        *Expr
-	Assert      []*Expr
-	With        Inputs
-	Timeout     time.Duration // 0: the plan default
-	Retry       *Retry        // nil: the plan default
-	Commit      bool
+	ID      string // empty for rollback and finally steps without one
+	Name    string
+	Type    string
+	Pos     Pos
+	Section Section
+	Index   int   // position within its section (or rollback block)
+	Parent  *Step // the step whose rollback block holds this one
+	When    *Expr
+	Assert  []*Expr
+	With    Inputs
+	Timeout time.Duration // 0: the plan default
+	Retry   *Retry        // nil: the plan default
+	Commit  bool
+	// Idempotent declares that running the step again after it was
+	// interrupted is safe: `cutover resume --retry-in-doubt` may re-run it.
+	Idempotent  bool
 	Rollback    []*Step
 	Description string
 }

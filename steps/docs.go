@@ -288,6 +288,7 @@ func stepSchema(t *Type, main bool) jsonObject {
 	if main {
 		required = append(required, "id")
 		props["commit"] = jsonObject{"type": "boolean", "description": "a commit point: once it succeeds, a later failure no longer undoes it or any step before it"}
+		props["idempotent"] = jsonObject{"type": "boolean", "description": "running the step again after an interruption is safe: cutover resume --retry-in-doubt may re-run it when a crash left it in doubt"}
 		props["rollback"] = jsonObject{
 			"type":        "array",
 			"description": "steps that undo this one, run when it or a later step fails and no commit point has passed since (blocks run newest first)",

@@ -29,7 +29,11 @@ type Type struct {
 	DryRun string
 	// Example is a YAML snippet for the docs.
 	Example string
-	Impl    Step
+	// AnnouncesEffect says that the step calls Call.Announce before any
+	// effect: a step left in doubt by a crash that had not announced yet
+	// changed nothing, and its rollback is not run.
+	AnnouncesEffect bool
+	Impl            Step
 }
 
 // Step runs a step of one type.
@@ -65,11 +69,19 @@ type Call struct {
 	// Started, when not nil, is told the pid of a child process the step
 	// started, for the journal.
 	Started func(pid int)
+	// Announce, when not nil, durably journals outputs a step knows before
+	// it changes anything (switch-config's backup path), so that a run
+	// resumed after a crash can still roll the step back. A type that calls
+	// it declares AnnouncesEffect.
+	Announce func(out Outputs) error
 	// Targets are the run's PostgreSQL targets and their shared connections.
 	Targets *Targets
 	// Secret reads a declared secret. Only steps that check secrets
 	// (verify-secret) use it; values must never leave the step unmasked.
 	Secret func(name string) (Secret, error)
+	// Approve answers approval steps: from --approve, or by asking on the
+	// operator's terminal. Nil when the run has no way to ask.
+	Approve ApproveFunc
 }
 
 // Secret is a read secret and where it came from.

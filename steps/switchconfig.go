@@ -77,7 +77,8 @@ func init() {
 		DryRun:  "writes nothing: reads the file and reports the keys that would change and the content hashes before and after; backup is empty",
 		Example: "- id: switch\n  type: switch-config\n  commit: true\n  with: {file: /etc/app/db.env, set: {DATABASE_URL: {secret: new_url}}}\n" +
 			"  rollback:\n    - type: switch-config\n      with: {file: /etc/app/db.env, restore: \"${{ steps.switch.outputs.backup }}\"}\n",
-		Impl: switchConfig{},
+		Impl:            switchConfig{},
+		AnnouncesEffect: true,
 	})
 }
 
@@ -183,6 +184,13 @@ func (s switchConfig) apply(ctx context.Context, c *Call, dry bool) (Outputs, er
 		return out, err
 	}
 	out["backup"] = backup
+	if c.Announce != nil {
+		// Before the file changes: a crash after this point leaves the
+		// rollback the backup to restore.
+		if err := c.Announce(Outputs{"backup": backup, "previous_sha256": out["previous_sha256"]}); err != nil {
+			return out, fmt.Errorf("not changed: the backup path could not be journaled: %w", err)
+		}
+	}
 	if f.exists && !remove && bytes.Equal(next, f.content) && (mode == 0 || mode == f.mode.Perm()) {
 		return out, nil // nothing to change: the backup still serves a rollback
 	}

@@ -35,10 +35,15 @@ const usage = `cutover runs database cutover plans: validated, journaled, rolled
 Usage:
   cutover validate PLAN...                 check plans, expressions included; exit 2 on any problem
   cutover run PLAN [--dry-run] [--param name=value]... [--journal-dir DIR]
-  cutover journal list|show RUN|verify [RUN | --all]|report RUN [--format json|junit]
+                   [--approve ID]... [--approver NAME]
+  cutover resume RUN [--retry-in-doubt]    after a crash: roll back (or retry idempotent steps)
+  cutover journal list|show RUN|verify [RUN | --all]   list runs, a run's timeline, check hash chains
+  cutover journal diff RUN RUN [--output text|json]    what changed between two runs (exit 1 if anything did)
+  cutover journal report RUN [--format json|junit|html] [--output FILE]
   cutover steps [TYPE]                     list step types, or describe one
   cutover schema                           print the plan JSON Schema
   cutover sandbox up|env|down [--dir DIR]  local old and new PostgreSQL clusters to rehearse on
+  cutover init [--project DIR] [flags]     write a commented plan for a Django project, to review
   cutover version
 
 Exit codes: 0 succeeded (or a clean dry run); 1 failed and rolled back (or a dry run
@@ -66,12 +71,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return s.validate(rest)
 	case "run":
 		return s.run(ctx, rest)
+	case "resume":
+		return s.resume(ctx, rest)
 	case "journal":
 		return s.journal(rest)
 	case "steps":
 		return s.steps(rest)
 	case "sandbox":
 		return s.sandbox(rest)
+	case "init":
+		return s.initPlan(rest)
 	case "schema":
 		stdout.Write(steps.JSONSchema())
 		return 0
@@ -82,7 +91,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "cutover: unknown command %q%s\n\n%s", cmd, schema.Suggest(cmd, []string{"validate", "run", "journal", "steps", "schema", "version"}), usage)
+	fmt.Fprintf(stderr, "cutover: unknown command %q%s\n\n%s", cmd, schema.Suggest(cmd, []string{"validate", "run", "resume", "journal", "steps", "schema", "version", "init"}), usage)
 	return engine.ExitUsage
 }
 
@@ -158,7 +167,10 @@ func (s stdio) run(ctx context.Context, args []string) int {
 	jdir := fs.String("journal-dir", journal.DefaultDir(), "where run journals are written")
 	output := fs.String("output", "text", "text or json")
 	report := fs.String("report", "", "after the run, write a report of its journal to FILE")
-	reportFormat := fs.String("report-format", reportJSON, "format of --report: json or junit")
+	reportFormat := fs.String("report-format", reportJSON, "format of --report: json, junit or html")
+	approve := approveFlag{}
+	fs.Var(&approve, "approve", "pre-approve the approval step with this id: it does not ask (repeatable; ids only, no wildcard)")
+	approver := fs.String("approver", "", "the name journaled as the approver by approval steps (default: the operator, the OS user)")
 	files, err := parseInterspersed(fs, args)
 	if err == nil && len(files) != 1 {
 		err = errors.New("name exactly one plan file")
@@ -183,13 +195,54 @@ func (s stdio) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(s.err, "cutover run: %v\nnothing ran\n", err)
 		return engine.ExitUsage
 	}
+	if err := checkApprove(prog, approve); err != nil {
+		fmt.Fprintf(s.err, "cutover run: %v\nnothing ran\n", err)
+		return engine.ExitUsage
+	}
 
+	runCtx, abortCtx, stop := s.signals(ctx)
+	defer stop()
+
+	var view *progress
+	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx, Argv: append([]string{"cutover", "run"}, args...)}
+	opts.JournalKey = journalKey()
+	approvals := newApprovals(approve, *approver, s.in, s.err)
+	opts.Approve = approvals.approve
+	if *output == "text" {
+		view = newProgress(s.out, isTerminal(s.out))
+		approvals.pause = view.suspend
+		opts.Observe = view.record
+		opts.Out = view.childOutput()
+	} else {
+		opts.Out = s.err
+	}
+	opts.Observe = withObserveHook(opts.Observe)
+	res := engine.Run(runCtx, prog, opts)
+	s.runReportFile(res.Journal, *reportFormat, *report)
+	if *output == "json" {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode, "dry_run": *dry}
+		if res.Err != nil {
+			out["error"] = res.Err.Error()
+		}
+		enc.Encode(out)
+	} else {
+		view.finish(res)
+	}
+	if res.ExitCode == engine.ExitCannotStart && res.Err != nil {
+		fmt.Fprintf(s.err, "cutover run: %v\n", res.Err)
+	}
+	return res.ExitCode
+}
+
+// signals turns the first SIGINT/SIGTERM into cancelling runCtx (the step
+// stops, the plan rolls back) and a second into cancelling abortCtx (the
+// rollback stops too). stop releases both.
+func (s stdio) signals(ctx context.Context) (runCtx, abortCtx context.Context, stop func()) {
 	runCtx, interrupt := context.WithCancelCause(ctx)
-	defer interrupt(nil)
 	abortCtx, abort := context.WithCancel(context.Background())
-	defer abort()
 	stopSignals := make(chan struct{})
-	defer close(stopSignals)
 	if s.sig != nil {
 		go func() {
 			n := 0
@@ -211,32 +264,11 @@ func (s stdio) run(ctx context.Context, args []string) int {
 		}()
 	}
 
-	var view *progress
-	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx, Argv: append([]string{"cutover", "run"}, args...)}
-	if *output == "text" {
-		view = newProgress(s.out, isTerminal(s.out))
-		opts.Observe = view.record
-		opts.Out = view.childOutput()
-	} else {
-		opts.Out = s.err
+	return runCtx, abortCtx, func() {
+		close(stopSignals)
+		abort()
+		interrupt(nil)
 	}
-	res := engine.Run(runCtx, prog, opts)
-	s.runReportFile(res.Journal, *reportFormat, *report)
-	if *output == "json" {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode, "dry_run": *dry}
-		if res.Err != nil {
-			out["error"] = res.Err.Error()
-		}
-		enc.Encode(out)
-	} else {
-		view.finish(res)
-	}
-	if res.ExitCode == engine.ExitCannotStart && res.Err != nil {
-		fmt.Fprintf(s.err, "cutover run: %v\n", res.Err)
-	}
-	return res.ExitCode
 }
 
 func (s stdio) steps(args []string) int {
@@ -320,11 +352,9 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
+// isTerminal reports whether w is a terminal (not merely a character
+// device: /dev/null is one too).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isTerminalFd(f.Fd())
 }

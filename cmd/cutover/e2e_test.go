@@ -97,43 +97,56 @@ func cmdDBState(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: dbstate VAR FILE")
 	}
+	state, err := dbState(ts.Getenv(args[0]))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(state), 0o644))
+}
+
+// dbState describes a database as the end-to-end tests compare it: its
+// public tables with their row counts, and Django's applied migrations.
+func dbState(url string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(ts.Getenv(args[0]))
-	ts.Check(err)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return "", err
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
-	ts.Check(err)
+	if err != nil {
+		return "", err
+	}
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)
-	ts.Check(err)
-	var tables []string
-	for rows.Next() {
-		var n string
-		ts.Check(rows.Scan(&n))
-		tables = append(tables, n)
+	if err != nil {
+		return "", err
 	}
-	ts.Check(rows.Err())
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	for _, tbl := range tables {
 		var n int64
-		ts.Check(conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s", pgx.Identifier{tbl}.Sanitize())).Scan(&n))
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s", pgx.Identifier{tbl}.Sanitize())).Scan(&n); err != nil {
+			return "", err
+		}
 		fmt.Fprintf(&b, "table %s %d\n", tbl, n)
 	}
-	if len(tables) > 0 && contains(tables, "django_migrations") {
+	if contains(tables, "django_migrations") {
 		rows, err := conn.Query(ctx, `SELECT app || '.' || name FROM django_migrations`)
-		ts.Check(err)
-		var migs []string
-		for rows.Next() {
-			var m string
-			ts.Check(rows.Scan(&m))
-			migs = append(migs, m)
+		if err != nil {
+			return "", err
+		}
+		migs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return "", err
 		}
 		sort.Strings(migs)
 		for _, m := range migs {
 			fmt.Fprintf(&b, "migration %s\n", m)
 		}
 	}
-	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(b.String()), 0o644))
+	return b.String(), nil
 }
 
 func contains(list []string, s string) bool {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -13,35 +15,68 @@ import (
 	"github.com/pgcutover/cutover/engine/journal"
 )
 
+// journalUsage is the synopsis of "cutover journal".
+const journalUsage = "Usage: cutover journal list | show RUN | verify [RUN | --all] | diff RUN RUN [--output text|json] | report RUN [--format json|junit|html]\n"
+
 func (s stdio) journal(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(s.err, "Usage: cutover journal list | show RUN | verify [RUN | --all] | report RUN [--format json|junit]\n")
+		fmt.Fprint(s.err, journalUsage)
 		return engine.ExitUsage
 	}
+	// Each subcommand has its own flags; --journal-dir is common to all.
+	sub := args[0]
 	fs := newFlags("journal")
 	dir := fs.String("journal-dir", journal.DefaultDir(), "where run journals are")
-	all := fs.Bool("all", false, "verify every run in the journal directory")
-	format := fs.String("format", reportJSON, "report: json or junit")
-	outFile := fs.String("output", "", "report: write to FILE instead of stdout")
-	sub := args[0]
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return s.usageError("journal "+sub, fs, err)
-	}
 	switch sub {
 	case "list":
+		pos, err := parseInterspersed(fs, args[1:])
+		if err == nil && len(pos) > 0 {
+			err = errors.New("list takes no arguments")
+		}
+		if err != nil {
+			return s.usageError("journal list", fs, err)
+		}
 		return s.journalList(*dir)
 	case "show":
-		if len(pos) != 1 {
-			return s.usageError("journal show RUN", fs, errors.New("name one run (id, id prefix or file)"))
+		pos, err := parseInterspersed(fs, args[1:])
+		if err == nil && len(pos) != 1 {
+			err = errors.New("name one run (id, id prefix or file)")
+		}
+		if err != nil {
+			return s.usageError("journal show RUN", fs, err)
 		}
 		return s.journalShow(*dir, pos[0])
 	case "report":
-		if len(pos) != 1 {
-			return s.usageError("journal report RUN [--format json|junit] [--output FILE]", fs, errors.New("name one run (id, id prefix or file)"))
+		format := fs.String("format", reportJSON, "json, junit or html")
+		outFile := fs.String("output", "", "write to FILE instead of stdout")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err == nil && len(pos) != 1 {
+			err = errors.New("name one run (id, id prefix or file)")
+		}
+		if err != nil {
+			return s.usageError("journal report RUN [--format json|junit|html] [--output FILE]", fs, err)
 		}
 		return s.journalReport(*dir, pos[0], *format, *outFile)
+	case "diff":
+		output := fs.String("output", "text", "text or json")
+		timings := fs.Bool("timings", false, "also compare outputs that are timings (names ending in _ms)")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err == nil && len(pos) != 2 {
+			err = fmt.Errorf("name two runs (id, id prefix or file), the older first; got %d", len(pos))
+		}
+		if err == nil && *output != "text" && *output != "json" {
+			err = fmt.Errorf("--output is text or json, not %q", *output)
+		}
+		if err != nil {
+			return s.usageError("journal diff RUN RUN [--output text|json]", fs, err)
+		}
+		return s.journalDiff(*dir, pos[0], pos[1], *output, *timings)
 	case "verify":
+		all := fs.Bool("all", false, "verify every run in the journal directory")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return s.usageError("journal verify [RUN | --all]", fs, err)
+		}
 		if *all {
 			ids, err := journal.List(*dir)
 			if err != nil {
@@ -64,8 +99,11 @@ func (s stdio) journal(args []string) int {
 			}
 		}
 		return code
+	case "-h", "--help", "help":
+		fmt.Fprint(s.out, journalUsage)
+		return 0
 	}
-	fmt.Fprintf(s.err, "cutover journal: unknown subcommand %q (list, show, verify, report)\n", sub)
+	fmt.Fprintf(s.err, "cutover journal: unknown subcommand %q (list, show, verify, diff, report)\n", sub)
 	return engine.ExitUsage
 }
 
@@ -75,7 +113,7 @@ func (s stdio) journalVerify(dir, arg string) int {
 		fmt.Fprintf(s.err, "cutover journal verify: %v\n", err)
 		return 1
 	}
-	rep, err := journal.Verify(path)
+	rep, err := journal.VerifyKey(path, journalKey())
 	if err != nil {
 		fmt.Fprintf(s.err, "cutover journal verify: %v\n", err)
 		return 1
@@ -84,8 +122,15 @@ func (s stdio) journalVerify(dir, arg string) int {
 	if rep.Torn != nil {
 		torn = fmt.Sprintf("; torn last line %d (%d bytes) ignored: the writer stopped mid-record", rep.Torn.Line, rep.Torn.Bytes)
 	}
+	macs := ""
+	switch {
+	case rep.MACChecked:
+		macs = ", every record's HMAC matches the key"
+	case rep.MACs > 0:
+		macs = fmt.Sprintf(", %d records carry an HMAC (not checked: set %s to check them)", rep.MACs, journalKeyEnv)
+	}
 	if rep.OK {
-		fmt.Fprintf(s.out, "%s: ok, %d records, hash chain intact, head %s%s\n", path, rep.Records, short(rep.Head), torn)
+		fmt.Fprintf(s.out, "%s: ok, %d records, hash chain intact%s, head %s%s\n", path, rep.Records, macs, short(rep.Head), torn)
 		return 0
 	}
 	fmt.Fprintf(s.out, "%s: TAMPERED or corrupt (%d records%s)\n", path, rep.Records, torn)
@@ -163,6 +208,42 @@ func summarise(recs []journal.Record) summary {
 	return sm
 }
 
+// painter colours text for a terminal, or leaves it plain.
+type painter bool
+
+// newPainter colours only a terminal, and never when NO_COLOR is set or
+// TERM is dumb, like the run progress.
+func newPainter(w io.Writer) painter {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return painter(isTerminal(w) && !noColor && os.Getenv("TERM") != "dumb")
+}
+
+func (p painter) paint(code, s string) string {
+	if !p {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// statusColor is the colour of a step or run status.
+func statusColor(status string) string {
+	switch status {
+	case engine.StepSucceeded, engine.StepDryRun:
+		return green
+	case engine.StepFailed, engine.StatusRolledBack, engine.StatusRollbackFailed, engine.StatusFailedAfterCommit, engine.StatusAborted, engine.StatusInDoubt:
+		return red
+	case engine.StepWouldRun:
+		return cyan
+	}
+	return yellow
+}
+
+// showIndent indents the detail lines under a timeline entry.
+const showIndent = "             "
+
+// journalShow implements "cutover journal show RUN": the run as a timeline
+// for a post-incident review. Every record is shown in order; records of a
+// type this version does not know are shown as time, type and message.
 func (s stdio) journalShow(dir, arg string) int {
 	path, err := journal.Resolve(dir, arg)
 	if err != nil {
@@ -174,13 +255,19 @@ func (s stdio) journalShow(dir, arg string) int {
 		fmt.Fprintf(s.err, "cutover journal show: %v\n", err)
 		return 1
 	}
+	p := newPainter(s.out)
 	var start time.Time
-	ended := false
+	var end *engine.Record
+	var endAt time.Time
+	var failed []engine.Record
+	commit := ""
+	rollbacks, rollbacksOK := 0, 0
 	open := map[string]engine.Record{}
+	var openOrder []string
 	for _, rec := range recs {
 		r, err := decode(rec)
 		if err != nil {
-			fmt.Fprintf(s.out, "line %d: %v\n", rec.Line, err)
+			fmt.Fprintf(s.out, "line %d: %s record: %v\n", rec.Line, orDash(rec.Type), err)
 			continue
 		}
 		t, _ := time.Parse(time.RFC3339Nano, r.Time)
@@ -190,7 +277,11 @@ func (s stdio) journalShow(dir, arg string) int {
 		at := fmt.Sprintf("+%8.3fs", t.Sub(start).Seconds())
 		switch r.Type {
 		case engine.RecRunStart:
-			fmt.Fprintf(s.out, "run %s  plan %s@%d  sha256 %s\n", r.RunID, r.Plan.Name, r.Plan.Version, short(r.Plan.SHA256))
+			plan := engine.PlanInfo{Name: "?"}
+			if r.Plan != nil {
+				plan = *r.Plan
+			}
+			fmt.Fprintf(s.out, "run %s  plan %s@%d  sha256 %s\n", r.RunID, plan.Name, plan.Version, short(plan.SHA256))
 			fmt.Fprintf(s.out, "started %s by %s on %s (pid %d), engine %s, dry run %v\n", t.Local().Format(time.RFC3339), r.Operator, r.Host, r.PID, r.Engine, r.DryRun != nil && *r.DryRun)
 			if len(r.Params) > 0 {
 				var ps []string
@@ -203,78 +294,154 @@ func (s stdio) journalShow(dir, arg string) int {
 			for _, sc := range r.Secrets {
 				state := "read"
 				if !sc.OK {
-					state = "NOT AVAILABLE: " + sc.Error
+					state = p.paint(yellow, "NOT AVAILABLE: "+sc.Error)
 				}
 				fmt.Fprintf(s.out, "%s  secret %s (%s %s) %s\n", at, sc.Name, sc.From, sc.Source, state)
 			}
 		case engine.RecStepStart:
-			open[r.Phase+"/"+r.Step] = r
+			key := r.Phase + "/" + r.Step
+			if _, ok := open[key]; !ok {
+				openOrder = append(openOrder, key)
+			}
+			open[key] = r
 			if r.Mutates {
 				fmt.Fprintf(s.out, "%s  start %s %s (%s) attempt %d, intent recorded\n", at, phaseLabel(r.Phase), r.Step, r.StepType, r.Attempt)
 			}
 		case engine.RecStepProcess:
 			fmt.Fprintf(s.out, "%s  %s %s started process %d\n", at, phaseLabel(r.Phase), r.Step, r.PID)
 		case engine.RecStepRetry:
-			fmt.Fprintf(s.out, "%s  retry %s: attempt %d failed: %s (next in %s)\n", at, r.Step, r.Attempt, r.Error, r.RetryIn)
+			fmt.Fprintf(s.out, "%s  %s %s: attempt %d failed: %s (next in %s)\n", at, p.paint(yellow, "retry"), r.Step, r.Attempt, r.Error, r.RetryIn)
 		case engine.RecStepEnd:
 			delete(open, r.Phase+"/"+r.Step)
-			mark := "   "
+			if r.Phase == "rollback" {
+				rollbacks++
+				if r.Status != engine.StepFailed {
+					rollbacksOK++
+				}
+			}
+			s.showStepEnd(p, at, r)
 			if r.Status == engine.StepFailed {
-				mark = " >>"
-			}
-			fmt.Fprintf(s.out, "%s%s%s %s (%s) %s", at, mark, phaseLabel(r.Phase), r.Step, r.StepType, strings.ToUpper(r.Status))
-			if r.Attempt > 1 {
-				fmt.Fprintf(s.out, " after %d attempts", r.Attempt)
-			}
-			if r.DurationMS > 0 {
-				fmt.Fprintf(s.out, " in %s", formatMS(r.DurationMS))
-			}
-			fmt.Fprintln(s.out)
-			if r.Guard != nil {
-				fmt.Fprintf(s.out, "             when `%s` = %s\n", r.Guard.Expr, r.Guard.Result)
-			}
-			for _, a := range r.Asserts {
-				fmt.Fprintf(s.out, "             assert `%s` = %s%s\n", a.Expr, a.Result, valuesSuffix(a.Values))
-			}
-			if r.Error != "" {
-				fmt.Fprintf(s.out, "             error: %s\n", r.Error)
+				failed = append(failed, r)
 			}
 		case engine.RecCommit:
-			fmt.Fprintf(s.out, "%s  COMMIT %s: %s\n", at, r.Step, r.Message)
+			commit = r.Step
+			fmt.Fprintf(s.out, "%s  %s %s: %s\n", at, p.paint(bold, "COMMIT"), r.Step, r.Message)
 		case engine.RecRollbackBegin:
-			fmt.Fprintf(s.out, "%s  ROLLBACK after %s: %s\n", at, orDash(r.Step), r.Message)
+			fmt.Fprintf(s.out, "%s  %s after %s: %s\n", at, p.paint(yellow, "ROLLBACK"), orDash(r.Step), r.Message)
 			if len(r.Pending) > 0 {
-				fmt.Fprintf(s.out, "             undoing (in order): %s\n", strings.Join(r.Pending, ", "))
+				fmt.Fprintf(s.out, "%sundoing (in order): %s\n", showIndent, strings.Join(r.Pending, ", "))
 			}
 			if len(r.Kept) > 0 {
-				fmt.Fprintf(s.out, "             kept (before the commit point): %s\n", strings.Join(r.Kept, ", "))
+				fmt.Fprintf(s.out, "%skept (before the commit point): %s\n", showIndent, strings.Join(r.Kept, ", "))
 			}
 		case engine.RecRunEnd:
-			ended = true
-			code := 0
+			end, endAt = &r, t
+			fmt.Fprintf(s.out, "%s  run ended %s", at, p.paint(statusColor(r.Status), strings.ToUpper(r.Status)))
 			if r.ExitCode != nil {
-				code = *r.ExitCode
+				fmt.Fprintf(s.out, " (exit %d)", *r.ExitCode)
 			}
-			fmt.Fprintf(s.out, "%s  run ended %s (exit %d)", at, strings.ToUpper(r.Status), code)
 			if r.Message != "" {
 				fmt.Fprintf(s.out, ": %s", r.Message)
 			}
 			fmt.Fprintln(s.out)
 			if len(r.NotRun) > 0 {
-				fmt.Fprintf(s.out, "             never reached: %s\n", strings.Join(r.NotRun, ", "))
+				fmt.Fprintf(s.out, "%snever reached: %s\n", showIndent, strings.Join(r.NotRun, ", "))
 			}
+		default:
+			// A record type this version does not know: time, type, message.
+			fmt.Fprintf(s.out, "%s  %s  %s\n", at, orDash(rec.Type), genericText(rec))
 		}
 	}
-	for _, r := range open {
-		fmt.Fprintf(s.out, "IN DOUBT: %s %s (%s) started and never ended\n", phaseLabel(r.Phase), r.Step, r.StepType)
+	for _, key := range openOrder {
+		if r, ok := open[key]; ok {
+			fmt.Fprintf(s.out, "%s: %s %s (%s) started and never ended\n", p.paint(red, "IN DOUBT"), phaseLabel(r.Phase), r.Step, r.StepType)
+		}
 	}
-	if !ended {
+	if end == nil {
 		fmt.Fprintln(s.out, "no run.end record: the run was killed or is still running")
 	}
 	if torn != nil {
 		fmt.Fprintf(s.out, "torn last line %d (%d bytes): the writer stopped mid-record\n", torn.Line, torn.Bytes)
 	}
+	if end != nil {
+		s.showOutcome(p, end, endAt.Sub(start), failed, commit, rollbacks, rollbacksOK)
+	}
 	return 0
+}
+
+// showStepEnd prints one step.end: status, attempts and duration on the
+// first line, then the guard, asserts, error and (for a failed step) its
+// outputs. A failed step is marked ">>".
+func (s stdio) showStepEnd(p painter, at string, r engine.Record) {
+	mark := "   "
+	if r.Status == engine.StepFailed {
+		mark = p.paint(red, " >>")
+	}
+	fmt.Fprintf(s.out, "%s%s%s %s (%s) %s", at, mark, phaseLabel(r.Phase), r.Step, r.StepType, p.paint(statusColor(r.Status), strings.ToUpper(r.Status)))
+	var extra []string
+	if r.DurationMS > 0 {
+		extra = append(extra, "in "+formatMS(r.DurationMS))
+	}
+	if r.Attempt > 0 {
+		extra = append(extra, plural(r.Attempt, "attempt"))
+	}
+	if r.RollbackOf != "" {
+		extra = append(extra, "rollback of "+r.RollbackOf)
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(s.out, " %s", strings.Join(extra, ", "))
+	}
+	fmt.Fprintln(s.out)
+	if g := r.Guard; g != nil {
+		fmt.Fprintf(s.out, "%swhen `%s` = %s%s\n", showIndent, g.Expr, g.Result, checkError(g))
+	}
+	for _, a := range r.Asserts {
+		fmt.Fprintf(s.out, "%sassert `%s` = %s%s%s\n", showIndent, a.Expr, a.Result, valuesSuffix(a.Values), checkError(&a))
+	}
+	if r.Error != "" {
+		fmt.Fprintf(s.out, "%serror: %s\n", showIndent, p.paint(red, r.Error))
+	}
+	if r.Status == engine.StepFailed && len(r.Outputs) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(r.Outputs) {
+			parts = append(parts, k+"="+clip(renderValue(r.Outputs[k]), 200))
+		}
+		fmt.Fprintf(s.out, "%soutputs: %s\n", showIndent, strings.Join(parts, ", "))
+	}
+}
+
+// checkError renders a guard's or an assert's evaluation error.
+func checkError(c *engine.Check) string {
+	if c.Error == "" {
+		return ""
+	}
+	return ": " + c.Error
+}
+
+// showOutcome ends journal show with what a reviewer looks for first: the
+// run's status, the failed steps, how the rollback went.
+func (s stdio) showOutcome(p painter, end *engine.Record, took time.Duration, failed []engine.Record, commit string, rollbacks, rollbacksOK int) {
+	exit := ""
+	if end.ExitCode != nil {
+		exit = fmt.Sprintf(" (exit %d)", *end.ExitCode)
+	}
+	fmt.Fprintf(s.out, "outcome: %s%s after %s\n", p.paint(statusColor(end.Status), strings.ToUpper(end.Status)), exit, took.Round(time.Millisecond))
+	for _, r := range failed {
+		line := fmt.Sprintf("FAILED: %s %s (%s)", phaseLabel(r.Phase), r.Step, r.StepType)
+		if r.Error != "" {
+			line += ": " + r.Error
+		}
+		fmt.Fprintf(s.out, "  %s %s\n", p.paint(red, ">>"), p.paint(red, line))
+	}
+	if commit != "" {
+		fmt.Fprintf(s.out, "  commit point %s passed: nothing up to it is undone\n", commit)
+	}
+	if rollbacks > 0 {
+		fmt.Fprintf(s.out, "  rollback: %d of %s succeeded\n", rollbacksOK, plural(rollbacks, "rollback step"))
+	}
+	if len(end.NotRun) > 0 {
+		fmt.Fprintf(s.out, "  never reached: %s\n", strings.Join(end.NotRun, ", "))
+	}
 }
 
 func orDash(s string) string {

@@ -21,6 +21,9 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"cutover": func() {
+			if at := os.Getenv("CUTOVER_TEST_CRASH_AT"); at != "" {
+				observeHook = crashAt(at)
+			}
 			os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
 		},
 	})

@@ -58,6 +58,8 @@ func TestPostgresScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"grepjournal": cmdGrepJournal,
 			"jsonout":     cmdJSONOut,
+			"journalenv":  cmdJournalEnv,
+			"journals":    cmdJournals,
 		},
 	})
 }

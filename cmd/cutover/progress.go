@@ -57,6 +57,15 @@ func (p *progress) closeLine() {
 	}
 }
 
+// suspend ends the live "running" line before a question is asked on the
+// terminal (an approval), so that the prompt is not drawn over it or erased
+// by it; the step's result line follows the answer as usual.
+func (p *progress) suspend() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeLine()
+}
+
 var statusWord = map[string]struct{ word, color string }{
 	engine.StepSucceeded: {"ok", green},
 	engine.StepFailed:    {"FAILED", red},
@@ -64,6 +73,7 @@ var statusWord = map[string]struct{ word, color string }{
 	engine.StepUndecided: {"undecided", yellow},
 	engine.StepDryRun:    {"dry-run", cyan},
 	engine.StepWouldRun:  {"would-run", cyan},
+	engine.StepInDoubt:   {"IN DOUBT", red},
 }
 
 func (p *progress) record(r *engine.Record) {
@@ -77,6 +87,15 @@ func (p *progress) record(r *engine.Record) {
 			mode = " (dry run: nothing is changed)"
 		}
 		fmt.Fprintf(p.w, "%s %s@%d run %s%s\n", p.paint(bold, "cutover"), r.Plan.Name, r.Plan.Version, r.RunID, mode)
+	case engine.RecResume:
+		fmt.Fprintf(p.w, "%s run %s (%s): %s\n", p.paint(bold, "cutover resume"), r.RunID, r.Mode, r.Message)
+		if r.TornBytes > 0 {
+			fmt.Fprintf(p.w, "  %s a torn last line (%d bytes, a record the crash cut short) was removed from the journal\n", p.paint(yellow, "!"), r.TornBytes)
+		}
+	case engine.RecLock:
+		if strings.HasPrefix(r.Message, "took over") {
+			fmt.Fprintf(p.w, "  %s %s\n", p.paint(yellow, "!"), r.Message)
+		}
 	case engine.RecSecrets:
 		for _, s := range r.Secrets {
 			if !s.OK {
@@ -140,7 +159,11 @@ func (p *progress) stepLine(r *engine.Record) {
 	case engine.StepWouldRun:
 		extra = append(extra, "mutating: not run in a dry run")
 	case engine.StepDryRun:
-		extra = append(extra, "dry-run variant passed")
+		if r.StepType == "approval" {
+			extra = append(extra, "not asked in a dry run")
+		} else {
+			extra = append(extra, "dry-run variant passed")
+		}
 	}
 	line := fmt.Sprintf("  %s %-20s %s", p.paint(sw.color, word), p.label(r), p.paint("2", fmt.Sprintf("%-14s", r.StepType)))
 	if len(extra) > 0 {
