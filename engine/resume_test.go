@@ -270,6 +270,9 @@ func TestResumeAfterAbort(t *testing.T) {
 	if res.Status != engine.StatusAborted {
 		t.Fatalf("run: %s (%v), want aborted", res.Status, res.Err)
 	}
+	if want := "not rolled back: b.rollback[0], a.rollback[0]; `cutover resume " + res.RunID + "` finishes the rollback"; !strings.Contains(fmt.Sprint(res.Err), want) {
+		t.Errorf("abort message %q does not say %q", res.Err, want)
+	}
 	os.Unsetenv("FAIL_D")
 	res, ran := resume(t, prog, res.Journal, log, false)
 	if ran != "undo b, undo a, finally" || res.Status != engine.StatusRolledBack {

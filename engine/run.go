@@ -335,21 +335,20 @@ func (r *runner) saga(failed *Step, failErr error, plan, done []*Step, committed
 	r.emit(begin, true)
 
 	errs := &multierror.Error{ErrorFormat: joinErrors}
-	aborted := false
-rollback:
+	var undone []string // rollback steps an abort kept from running (or finishing)
 	for _, s := range plan {
 		for _, rb := range s.Rollback {
 			if r.opts.Abort.Err() != nil {
-				aborted = true
-				break rollback
+				undone = append(undone, rb.Label())
+				continue
 			}
 			if skip != nil && skip(rb, s.Label()) {
 				continue
 			}
 			st, _, err := r.step(r.opts.Abort, rb, "rollback", s.Label())
-			if r.opts.Abort.Err() != nil {
-				aborted = true
-				break rollback
+			if r.opts.Abort.Err() != nil && st != StepSucceeded {
+				undone = append(undone, rb.Label())
+				continue
 			}
 			if st == StepFailed {
 				errs = multierror.Append(errs, fmt.Errorf("rollback %s of %s: %v", rb.Label(), s.Label(), err))
@@ -357,8 +356,8 @@ rollback:
 		}
 	}
 	switch {
-	case aborted:
-		return StatusAborted, fmt.Errorf("%v; aborted during rollback: the journal shows which rollback steps did not run", failErr)
+	case len(undone) > 0:
+		return StatusAborted, fmt.Errorf("%v; aborted during rollback: not rolled back: %s; `cutover resume %s` finishes the rollback", failErr, strings.Join(undone, ", "), r.runID)
 	case committed >= 0:
 		e := fmt.Errorf("%v after the commit point %s: recovery is now a human decision; the journal says exactly what ran where", failErr, r.prog.Steps[committed].Label())
 		if errs.ErrorOrNil() != nil {
