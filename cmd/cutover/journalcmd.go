@@ -147,6 +147,7 @@ type summary struct {
 	dryRun           bool
 	start, end       time.Time
 	exit             *int
+	resumed          int // resume records: the runner died and a resume went on
 }
 
 func decode(rec journal.Record) (engine.Record, error) {
@@ -165,7 +166,7 @@ func (s stdio) journalList(dir string) int {
 		fmt.Fprintf(s.err, "no runs in %s\n", dir)
 		return 0
 	}
-	fmt.Fprintf(s.out, "%-28s %-32s %-20s %-9s %-20s %s\n", "RUN", "PLAN", "STARTED", "DURATION", "STATUS", "DRY RUN")
+	fmt.Fprintf(s.out, "%-28s %-32s %-20s %-9s %-28s %s\n", "RUN", "PLAN", "STARTED", "DURATION", "STATUS", "DRY RUN")
 	for _, id := range ids {
 		path, _ := journal.Resolve(dir, id)
 		recs, _, err := journal.Read(path)
@@ -182,7 +183,10 @@ func (s stdio) journalList(dir string) int {
 		if status == "" {
 			status = "no end (in doubt?)"
 		}
-		fmt.Fprintf(s.out, "%-28s %-32s %-20s %-9s %-20s %v\n", id, fmt.Sprintf("%s@%d", sm.plan, sm.version), sm.start.Local().Format("2006-01-02 15:04:05"), dur, status, sm.dryRun)
+		if sm.resumed > 0 {
+			status += " (resumed)"
+		}
+		fmt.Fprintf(s.out, "%-28s %-32s %-20s %-9s %-28s %v\n", id, fmt.Sprintf("%s@%d", sm.plan, sm.version), sm.start.Local().Format("2006-01-02 15:04:05"), dur, status, sm.dryRun)
 	}
 	return 0
 }
@@ -203,6 +207,9 @@ func summarise(recs []journal.Record) summary {
 			}
 		case engine.RecRunEnd:
 			sm.status, sm.end, sm.exit = r.Status, t, r.ExitCode
+		case engine.RecResume:
+			sm.resumed++
+			sm.status, sm.end, sm.exit = "", time.Time{}, nil
 		}
 	}
 	return sm
