@@ -268,7 +268,7 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 	if err := CanResume(st, prog, retryInDoubt); err != nil {
 		var re *ResumeError
 		errors.As(err, &re)
-		res.Status, res.ExitCode, res.Err = "could-not-start", re.Code, err
+		res.Status, res.ExitCode, res.Err = StatusCouldNotStart, re.Code, err
 		return res
 	}
 	// The lease lives beside the journal being resumed.
@@ -276,23 +276,17 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 	r := newRunner(prog, opts, st.RunID, st.Started)
 	l, err := r.acquireLease()
 	if err != nil {
-		res.Status, res.ExitCode, res.Err = StatusCouldNotStart, ExitCannotStart, fmt.Errorf("%w; nothing ran", err)
-		return res
+		return notLocked(res, err)
 	}
 	if l != nil {
 		defer l.Release()
 	}
 	w, torn, err := journal.Open(st.Path, r.mask.Bytes)
 	if err != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", err)
-		return res
+		return noJournal(res, err)
 	}
 	defer w.Close()
-	if opts.JournalKey != nil {
-		w.SetKey(opts.JournalKey)
-	}
-	r.journal = w
+	r.setJournal(w)
 
 	mode := "rollback"
 	if retryInDoubt {
@@ -309,9 +303,7 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 	rec.Message = resumeMessage(st, mode)
 	r.emit(rec, true)
 	if r.journalErr != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", r.journalErr)
-		return res
+		return noJournal(res, r.journalErr)
 	}
 	if d := st.InDoubt; d != nil {
 		// Every start gets an end: the crashed runner's attempt is closed

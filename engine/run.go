@@ -99,23 +99,17 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	res := &Result{RunID: r.runID}
 	l, err := r.acquireLease()
 	if err != nil {
-		res.Status, res.ExitCode, res.Err = StatusCouldNotStart, ExitCannotStart, fmt.Errorf("%w; nothing ran", err)
-		return res
+		return notLocked(res, err)
 	}
 	if l != nil {
 		defer l.Release()
 	}
 	w, err := journal.Create(opts.JournalDir, r.runID, r.mask.Bytes)
 	if err != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", err)
-		return res
+		return noJournal(res, err)
 	}
 	defer w.Close()
-	if opts.JournalKey != nil {
-		w.SetKey(opts.JournalKey)
-	}
-	r.journal = w
+	r.setJournal(w)
 	res.Journal = w.Path()
 
 	p := prog.Plan
@@ -129,9 +123,7 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	}
 	r.emit(rs, true)
 	if r.journalErr != nil {
-		res.Status, res.ExitCode = "could-not-start", ExitCannotStart
-		res.Err = fmt.Errorf("cannot write the journal: %w", r.journalErr)
-		return res
+		return noJournal(res, r.journalErr)
 	}
 	r.prepare(ctx)
 	defer r.targets.Close()
@@ -145,6 +137,26 @@ func Run(ctx context.Context, prog *Program, opts Options) *Result {
 	}
 	status, summary := r.main(ctx, 0, nil, -1)
 	return r.finish(status, summary, res)
+}
+
+// noJournal is the result of a run whose journal cannot be written.
+func noJournal(res *Result, err error) *Result {
+	res.Status, res.ExitCode, res.Err = StatusCouldNotStart, ExitCannotStart, fmt.Errorf("cannot write the journal: %w", err)
+	return res
+}
+
+// notLocked is the result of a run that cannot take its lease.
+func notLocked(res *Result, err error) *Result {
+	res.Status, res.ExitCode, res.Err = StatusCouldNotStart, ExitCannotStart, fmt.Errorf("%w; nothing ran", err)
+	return res
+}
+
+// setJournal gives the runner its journal, MACed when there is a key.
+func (r *runner) setJournal(w *journal.Writer) {
+	if r.opts.JournalKey != nil {
+		w.SetKey(r.opts.JournalKey)
+	}
+	r.journal = w
 }
 
 // MACAlgorithm names, in run.start, how the journal's records are MACed.

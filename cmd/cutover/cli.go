@@ -203,12 +203,23 @@ func (s stdio) run(ctx context.Context, args []string) int {
 	runCtx, abortCtx, stop := s.signals(ctx)
 	defer stop()
 
-	var view *progress
-	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx, Argv: append([]string{"cutover", "run"}, args...)}
+	opts := engine.Options{Params: bound, DryRun: *dry, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx,
+		Argv: append([]string{"cutover", "run"}, args...)}
+	view := s.attach(&opts, *output, approve, *approver)
+	res := engine.Run(runCtx, prog, opts)
+	s.runReportFile(res.Journal, *reportFormat, *report)
+	return s.ended("run", res, view, map[string]any{"dry_run": *dry})
+}
+
+// attach sets where a run shows itself: a live view for text output (and
+// the approval questions, which pause it), child output on stderr for
+// json; the journal key; and the crash tests' hook.
+func (s stdio) attach(opts *engine.Options, output string, approve []string, approver string) *progress {
 	opts.JournalKey = journalKey()
-	approvals := newApprovals(approve, *approver, s.in, s.err)
+	approvals := newApprovals(approve, approver, s.in, s.err)
 	opts.Approve = approvals.approve
-	if *output == "text" {
+	var view *progress
+	if output == "text" {
 		view = newProgress(s.out, isTerminal(s.out))
 		approvals.pause = view.suspend
 		opts.Observe = view.record
@@ -217,21 +228,28 @@ func (s stdio) run(ctx context.Context, args []string) int {
 		opts.Out = s.err
 	}
 	opts.Observe = withObserveHook(opts.Observe)
-	res := engine.Run(runCtx, prog, opts)
-	s.runReportFile(res.Journal, *reportFormat, *report)
-	if *output == "json" {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode, "dry_run": *dry}
+	return view
+}
+
+// ended prints how a run (or a resumed run) ended and returns its exit
+// code: the view's last lines, or one JSON object with extra in it.
+func (s stdio) ended(cmd string, res *engine.Result, view *progress, extra map[string]any) int {
+	if view == nil {
+		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode}
+		for k, v := range extra {
+			out[k] = v
+		}
 		if res.Err != nil {
 			out["error"] = res.Err.Error()
 		}
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
 		enc.Encode(out)
 	} else {
 		view.finish(res)
 	}
 	if res.ExitCode == engine.ExitCannotStart && res.Err != nil {
-		fmt.Fprintf(s.err, "cutover run: %v\n", res.Err)
+		fmt.Fprintf(s.err, "cutover %s: %v\n", cmd, res.Err)
 	}
 	return res.ExitCode
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -255,25 +256,36 @@ func requireEndToEnd(t *testing.T) {
 // and returns its variables.
 func sandboxEnv(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	sb := filepath.Join(dir, "sandbox")
-	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"sandbox", "up", "--dir", sb}, nil, &out, &errb, nil); code != 0 {
-		t.Fatalf("sandbox up: exit %d\n%s%s", code, out.String(), errb.String())
-	}
-	t.Cleanup(func() {
-		run(context.Background(), []string{"sandbox", "down", "--dir", sb, "--purge"}, nil, &out, &errb, nil)
-	})
-	data, err := os.ReadFile(filepath.Join(sb, "sandbox.env"))
+	vars, down, err := sandboxUp(filepath.Join(dir, "sandbox"))
 	must(t, err)
-	env := map[string]string{}
+	t.Cleanup(down)
+	return vars
+}
+
+// sandboxUp starts a sandbox in dir and returns its variables (those of
+// sandbox.env) and the func that stops and removes it.
+func sandboxUp(dir string) (map[string]string, func(), error) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"sandbox", "up", "--dir", dir}, nil, &out, &errb, nil); code != 0 {
+		return nil, nil, fmt.Errorf("sandbox up: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	down := func() {
+		run(context.Background(), []string{"sandbox", "down", "--dir", dir, "--purge"}, nil, &out, &errb, nil)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "sandbox.env"))
+	if err != nil {
+		down()
+		return nil, nil, err
+	}
+	vars := map[string]string{}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		env[k] = strings.Trim(v, "'")
+		vars[k] = strings.Trim(v, "'")
 	}
-	return env
+	return vars, down, nil
 }
 
 func freePort(t *testing.T) int {

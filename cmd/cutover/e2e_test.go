@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
-
-	"github.com/pgcutover/cutover/steps/pgtest"
 )
 
 // TestEndToEnd runs testdata/e2e: the reference cutover plan moving the demo
@@ -31,18 +27,7 @@ import (
 //	dbstate VAR FILE   write the tables, row counts and applied migrations of
 //	                   the database whose URL is in $VAR to FILE
 func TestEndToEnd(t *testing.T) {
-	if err := pgtest.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required in CI: %v", err)
-		}
-		t.Skipf("PostgreSQL is not available: %v", err)
-	}
-	if out, err := exec.Command("/usr/bin/python3", "-c", "import django, psycopg2, dj_database_url").CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Django is required in CI: %v\n%s", err, out)
-		}
-		t.Skipf("Django (python3-django, python3-psycopg2, python3-dj-database-url) is not available: %v", err)
-	}
+	requireEndToEnd(t)
 	plans, _ := filepath.Abs(filepath.Join("..", "..", "plans"))
 	testscript.Run(t, testscript.Params{
 		Dir:                 filepath.Join("testdata", "e2e"),
@@ -54,10 +39,9 @@ func TestEndToEnd(t *testing.T) {
 			env.Setenv("PLANS", plans)
 			env.Setenv("APP_DIR", filepath.Join(plans, "demo"))
 			env.Setenv("PYTHONDONTWRITEBYTECODE", "1")
-			sb := filepath.Join(env.WorkDir, "sandbox")
-			var out, errb bytes.Buffer
-			if code := run(context.Background(), []string{"sandbox", "up", "--dir", sb}, nil, &out, &errb, nil); code != 0 {
-				return fmt.Errorf("sandbox up: exit %d\n%s%s", code, out.String(), errb.String())
+			vars, down, err := sandboxUp(filepath.Join(env.WorkDir, "sandbox"))
+			if err != nil {
+				return err
 			}
 			env.Defer(func() {
 				if b, err := os.ReadFile(filepath.Join(env.WorkDir, "app.pid")); err == nil {
@@ -65,18 +49,10 @@ func TestEndToEnd(t *testing.T) {
 						_ = syscall.Kill(-pid, syscall.SIGKILL)
 					}
 				}
-				run(context.Background(), []string{"sandbox", "down", "--dir", sb, "--purge"}, nil, &out, &errb, nil)
+				down()
 			})
-			data, err := os.ReadFile(filepath.Join(sb, "sandbox.env"))
-			if err != nil {
-				return err
-			}
-			for _, line := range strings.Split(string(data), "\n") {
-				k, v, ok := strings.Cut(line, "=")
-				if !ok || strings.HasPrefix(line, "#") {
-					continue
-				}
-				env.Setenv(k, strings.Trim(v, "'"))
+			for k, v := range vars {
+				env.Setenv(k, v)
 			}
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -84,35 +83,10 @@ func (s stdio) resume(ctx context.Context, args []string) int {
 	runCtx, abortCtx, stop := s.signals(ctx)
 	defer stop()
 	opts := engine.Options{Params: bound, JournalDir: *jdir, Version: engineVersion(), Abort: abortCtx,
-		Argv: append([]string{"cutover", "resume"}, args...), JournalKey: journalKey()}
-	approvals := newApprovals(approve, *approver, s.in, s.err)
-	opts.Approve = approvals.approve
-	var view *progress
-	if *output == "text" {
-		view = newProgress(s.out, isTerminal(s.out))
-		approvals.pause = view.suspend
-		opts.Observe = view.record
-		opts.Out = view.childOutput()
-	} else {
-		opts.Out = s.err
-	}
-	opts.Observe = withObserveHook(opts.Observe)
+		Argv: append([]string{"cutover", "resume"}, args...)}
+	view := s.attach(&opts, *output, approve, *approver)
 	res := engine.Resume(runCtx, prog, st, opts, *retry)
-	if *output == "json" {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		out := map[string]any{"run_id": res.RunID, "journal": res.Journal, "status": res.Status, "exit_code": res.ExitCode, "resumed": true}
-		if res.Err != nil {
-			out["error"] = res.Err.Error()
-		}
-		enc.Encode(out)
-	} else {
-		view.finish(res)
-	}
-	if res.ExitCode == engine.ExitCannotStart && res.Err != nil {
-		fmt.Fprintf(s.err, "cutover resume: %v\n", res.Err)
-	}
-	return res.ExitCode
+	return s.ended("resume", res, view, map[string]any{"resumed": true})
 }
 
 // observeHook, when set, also sees every record once it is journaled. The
