@@ -354,6 +354,19 @@ func (s stdio) journalShow(dir, arg string) int {
 			if len(r.NotRun) > 0 {
 				fmt.Fprintf(s.out, "%snever reached: %s\n", showIndent, strings.Join(r.NotRun, ", "))
 			}
+		case engine.RecStepAnnounce:
+			fmt.Fprintf(s.out, "%s  %s %s announced before its effect%s\n", at, phaseLabel(r.Phase), r.Step, valuesSuffix(r.Outputs))
+		case engine.RecLock:
+			if r.Error != "" {
+				fmt.Fprintf(s.out, "%s  %s %s\n", at, p.paint(red, "LOCK"), r.Error)
+			} else {
+				fmt.Fprintf(s.out, "%s  lock  %s\n", at, r.Message)
+			}
+		case engine.RecResume:
+			fmt.Fprintf(s.out, "%s  %s by %s on %s (pid %d, %s): %s\n", at, p.paint(bold, "RESUMED"), orDash(r.Operator), orDash(r.Host), r.PID, r.Mode, r.Message)
+			if r.TornBytes > 0 {
+				fmt.Fprintf(s.out, "%sa torn last line of %d bytes was cut off first\n", showIndent, r.TornBytes)
+			}
 		default:
 			// A record type this version does not know: time, type, message.
 			fmt.Fprintf(s.out, "%s  %s  %s\n", at, orDash(rec.Type), genericText(rec))

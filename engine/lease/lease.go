@@ -1,5 +1,5 @@
 // Package lease keeps two runs of the same plan from overlapping: a lease is
-// a file <dir>/locks/<key>.lease in the journal directory, locked with
+// a file <dir>/.locks/<key>.lease in the journal directory, locked with
 // flock(2) for as long as the run lasts, that names its holder and carries a
 // heartbeat.
 //
@@ -44,7 +44,7 @@ const (
 const Ext = ".lease"
 
 // Dir is the subdirectory of the journal directory that holds lease files.
-const Dir = "locks"
+const Dir = ".locks"
 
 // Holder says who holds a lease: what the lease file records, and what a
 // [HeldError] shows to the run that could not start.
@@ -215,7 +215,7 @@ type Lease struct {
 }
 
 // Acquire takes the lease named key in dir (the journal directory), creating
-// dir/locks/<key>.lease if needed (key is made a safe file name), and starts
+// dir/.locks/<key>.lease if needed (key is made a safe file name), and starts
 // its heartbeat. holder describes this run; its zero PID, Host and Started
 // are filled in.
 //

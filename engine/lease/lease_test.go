@@ -171,7 +171,7 @@ func TestLeaseAcquireReleaseReacquire(t *testing.T) {
 	if l.TookOver != nil {
 		t.Errorf("TookOver = %+v on a fresh lease", l.TookOver)
 	}
-	if want := filepath.Join(dir, "locks", "hello.lease"); l.Path != want {
+	if want := filepath.Join(dir, ".locks", "hello.lease"); l.Path != want {
 		t.Errorf("Path = %s, want %s", l.Path, want)
 	}
 	rec := readFile(t, l.Path)

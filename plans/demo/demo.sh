@@ -38,6 +38,6 @@ echo; echo "== the cutover"
 /usr/bin/python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" "http://127.0.0.1:$APP_PORT/healthz"
 
 echo; echo "== its journal"
-last=$(ls "$CUTOVER_JOURNAL_DIR" | tail -1)
+last=$(cd "$CUTOVER_JOURNAL_DIR" && ls -- *.jsonl | tail -1)
 "$bin" journal show "${last%.jsonl}"
 "$bin" journal verify --all
