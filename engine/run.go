@@ -460,7 +460,7 @@ func (r *runner) step(ctx context.Context, s *Step, phase, of string) (string, s
 		Approve: r.opts.Approve,
 		Started: func(pid int) {
 			// Which process to look for if the runner dies mid-step.
-			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), Phase: phase, RollbackOf: of, PID: pid}, false)
+			r.emit(&Record{Type: RecStepProcess, Step: s.Label(), StepType: s.Decl.Type, Phase: phase, RollbackOf: of, PID: pid}, false)
 		},
 		Announce: func(out steps.Outputs) error {
 			// Durable before the step's effect, like the intent record.
