@@ -54,7 +54,7 @@ func (r *runner) acquireLease() (*lease.Lease, error) {
 	l, err := lease.Acquire(r.opts.JournalDir, p.Name, lease.Holder{
 		RunID: r.runID, Operator: r.opts.Operator, Host: r.opts.Host,
 		Plan: fmt.Sprintf("%s@%d", p.Name, p.Version),
-	}, lease.Options{})
+	}, r.opts.Lease)
 	var held *lease.HeldError
 	if err != nil && !errors.As(err, &held) {
 		err = fmt.Errorf("cannot write the journal directory: %w", err)
@@ -71,6 +71,7 @@ func (r *runner) lockHolder() string { return "cutover run " + r.runID }
 // (its credentials are made by an earlier step, as in a rotation) is locked
 // before the first mutating step that names it instead.
 func (r *runner) lockTargets(ctx context.Context, l *lease.Lease) error {
+	r.lease = l
 	if l != nil && l.TookOver != nil {
 		r.emit(&Record{Type: RecLock, Message: l.TookOver.String()}, false)
 	}
@@ -125,6 +126,11 @@ func (r *runner) lockOne(ctx context.Context, name string) error {
 func (r *runner) lockFor(ctx context.Context, s *Step) error {
 	if r.locked == nil || !s.Mutates {
 		return nil
+	}
+	if r.lease.Lost() {
+		// Another host judged this run dead and took the plan over: no
+		// more changes from here.
+		return steps.Permanent(fmt.Errorf("not started: %w", r.lease.Err()))
 	}
 	for _, f := range s.Type.Inputs {
 		v := s.Decl.With[f.Name]

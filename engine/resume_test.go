@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcutover/cutover/engine"
 	"github.com/pgcutover/cutover/engine/journal"
+	"github.com/pgcutover/cutover/engine/lease"
 )
 
 // resumePlan appends what each step and rollback does to $LOG, so that a
@@ -277,5 +279,35 @@ func TestResumeAfterAbort(t *testing.T) {
 	res, ran := resume(t, prog, res.Journal, log, false)
 	if ran != "undo b, undo a, finally" || res.Status != engine.StatusRolledBack {
 		t.Errorf("resume after abort ran [%s], %s (%v); want undo b, undo a, finally and rolled-back", ran, res.Status, res.Err)
+	}
+}
+
+// A run whose lease another host took over (it judged this run dead) makes
+// no more changes: the next mutating step does not start.
+func TestLostLeaseStopsChanges(t *testing.T) {
+	prog := compile(t, `apiVersion: cutover/v1
+kind: Plan
+name: lost
+version: 1
+steps:
+  - id: steal
+    type: run-command
+    with:
+      argv: ['printf "{\"key\":\"lost\",\"run_id\":\"run-x\",\"pid\":7,\"host\":\"elsewhere.invalid\",\"heartbeat\":\"%s\"}" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" > "$LEASE"; sleep 0.3']
+      shell: true
+  - id: change
+    type: run-command
+    with: {argv: ['touch "$MARK"'], shell: true}
+`)
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "changed")
+	t.Setenv("LEASE", filepath.Join(dir, ".locks", "lost.lease"))
+	t.Setenv("MARK", mark)
+	res := engine.Run(context.Background(), prog, engine.Options{JournalDir: dir, Version: "test", Lease: lease.Options{Heartbeat: 20 * time.Millisecond}})
+	if res.Status != engine.StatusRolledBack || !strings.Contains(fmt.Sprint(res.Err), "step change failed: not started: lease \"lost\" was taken over by run run-x (pid 7 on host elsewhere.invalid") {
+		t.Fatalf("run: %s, %v", res.Status, res.Err)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("a step ran after the lease was lost")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/pgcutover/cutover/engine/journal"
+	"github.com/pgcutover/cutover/engine/lease"
 	"github.com/pgcutover/cutover/schema"
 	"github.com/pgcutover/cutover/steps"
 	"github.com/pgcutover/cutover/steps/redact"
@@ -52,6 +53,8 @@ type Options struct {
 	// NoLock skips the journal directory's lease and the targets' advisory
 	// locks (dry runs never take them).
 	NoLock bool
+	// Lease tunes the lease's heartbeat and staleness (zero: the defaults).
+	Lease lease.Options
 }
 
 func (o *Options) lookupEnv(k string) (string, bool) {
@@ -87,6 +90,7 @@ type runner struct {
 	preview map[*Step][]string // dry run: what a failure at each step would roll back
 	started time.Time
 	locked  map[string]bool // targets this run holds the advisory lock of; nil: no locking
+	lease   *lease.Lease    // the plan's lease; nil in a dry run
 	// journalErr is the first failure to write the journal.
 	journalErr error
 }

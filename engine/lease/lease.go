@@ -457,6 +457,17 @@ func (l *Lease) Err() error {
 	return l.err
 }
 
+// Lost reports whether another holder took the lease over (see Err). A nil
+// Lease is never lost.
+func (l *Lease) Lost() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost != nil
+}
+
 // Release stops the heartbeat, empties the file (unless another holder has
 // taken the lease over), and unlocks and closes it. The file stays. Release
 // may be called more than once; later calls return the first one's result.
