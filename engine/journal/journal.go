@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,13 +54,13 @@ type Writer struct {
 	mask func([]byte) []byte
 
 	mu   sync.Mutex
-	f    *os.File // nil after Close
-	seq  int      // seq of the last record written
-	prev string   // hex SHA-256 of the last line written
-	size int64    // bytes of complete lines in the file
-	buf  []byte   // reusable line buffer
-	err  error    // first write or sync failure; sticky
-	key  []byte   // HMAC key; nil: no "mac" fields
+	f    *os.File  // nil after Close
+	seq  int       // seq of the last record written
+	prev string    // hex SHA-256 of the last line written
+	size int64     // bytes of complete lines in the file
+	buf  []byte    // reusable line buffer
+	err  error     // first write or sync failure; sticky
+	mac  hash.Hash // HMAC-SHA256 under the key; nil: no "mac" fields
 }
 
 // SetKey makes every line appended from now on carry a "mac" field, the
@@ -68,7 +69,7 @@ type Writer struct {
 func (w *Writer) SetKey(key []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.key = slices.Clone(key)
+	w.mac = hmac.New(sha256.New, slices.Clone(key))
 }
 
 // Create makes dir (mode 0700, with parents) if needed and creates the
@@ -172,8 +173,8 @@ func (w *Writer) Append(rec any, sync bool) error {
 		line = append(line, ',')
 	}
 	line = append(line, body[1:]...)
-	if w.key != nil {
-		line = appendMAC(line, w.key)
+	if w.mac != nil {
+		line = appendMAC(line, w.mac)
 	}
 	sum := sha256.Sum256(line)
 	line = append(line, '\n')
@@ -207,11 +208,12 @@ const macField = `,"mac":"`
 
 // appendMAC replaces line's closing brace with a "mac" field over the line
 // up to it, and closes the object again.
-func appendMAC(line, key []byte) []byte {
-	m := hmac.New(sha256.New, key)
+func appendMAC(line []byte, m hash.Hash) []byte {
+	m.Reset()
 	m.Write(line[:len(line)-1])
+	var sum [sha256.Size]byte
 	line = append(line[:len(line)-1], macField...)
-	line = hex.AppendEncode(line, m.Sum(nil))
+	line = hex.AppendEncode(line, m.Sum(sum[:0]))
 	return append(line, '"', '}')
 }
 

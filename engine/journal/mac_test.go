@@ -140,3 +140,20 @@ func TestOpenContinuesAfterTornLine(t *testing.T) {
 		t.Fatalf("second reopen: %+v", rep)
 	}
 }
+
+// BenchmarkAppendMAC is BenchmarkAppend with a key: the HMAC's cost.
+func BenchmarkAppendMAC(b *testing.B) {
+	w, err := Create(b.TempDir(), "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	w.SetKey([]byte("bench-key"))
+	rec := sampleRecord(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.Append(rec, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
