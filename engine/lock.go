@@ -24,10 +24,8 @@ func (p *Program) LockTargets() []string {
 	visit = func(ss []*Step) {
 		for _, s := range ss {
 			if s.Mutates {
-				for _, f := range s.Type.Inputs {
-					if v := s.Decl.With[f.Name]; f.Ref == schema.RefTarget && v != nil && v.Tmpl != nil {
-						set[v.Tmpl.Raw] = true
-					}
+				for _, t := range s.targets() {
+					set[t] = true
 				}
 			}
 			visit(s.Rollback)
@@ -132,16 +130,24 @@ func (r *runner) lockFor(ctx context.Context, s *Step) error {
 		// more changes from here.
 		return steps.Permanent(fmt.Errorf("not started: %w", r.lease.Err()))
 	}
-	for _, f := range s.Type.Inputs {
-		v := s.Decl.With[f.Name]
-		if f.Ref != schema.RefTarget || v == nil || v.Tmpl == nil {
-			continue
-		}
-		if err := r.lockOne(ctx, v.Tmpl.Raw); err != nil {
-			return steps.Permanent(fmt.Errorf("cannot lock target %s: %w", v.Tmpl.Raw, err))
+	for _, t := range s.targets() {
+		if err := r.lockOne(ctx, t); err != nil {
+			return steps.Permanent(fmt.Errorf("cannot lock target %s: %w", t, err))
 		}
 	}
 	return nil
+}
+
+// targets lists the targets a step's inputs name (target references are
+// always literal).
+func (s *Step) targets() []string {
+	var out []string
+	for _, f := range s.Type.Inputs {
+		if v := s.Decl.With[f.Name]; f.Ref == schema.RefTarget && v != nil && v.Tmpl != nil {
+			out = append(out, v.Tmpl.Raw)
+		}
+	}
+	return out
 }
 
 // cannotStart ends a run that could not take its locks: nothing ran.

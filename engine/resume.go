@@ -222,15 +222,9 @@ func short(h string) string {
 	return h
 }
 
-// step returns the main step with this label.
-func (p *Program) step(label string) *Step {
-	for _, s := range p.Steps {
-		if s.Label() == label {
-			return s
-		}
-	}
-	return nil
-}
+// step returns the main step with this label (main steps are labelled by
+// their id).
+func (p *Program) step(label string) *Step { return p.byID[label] }
 
 // PlanPath is where the plan file of a run is: as journaled, relative to
 // the runner's working directory.
@@ -305,12 +299,18 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 	if r.journalErr != nil {
 		return noJournal(res, r.journalErr)
 	}
+	var inDoubt *Step // the main step in doubt
+	noEffect := false // it had not reached its effect
 	if d := st.InDoubt; d != nil {
+		if d.Phase == "main" {
+			inDoubt = prog.step(d.Step)
+			noEffect = inDoubt != nil && inDoubt.Type.AnnouncesEffect && st.InDoubtOutputs == nil
+		}
 		// Every start gets an end: the crashed runner's attempt is closed
 		// as in doubt before anything else happens.
 		end := &Record{Type: RecStepEnd, Step: d.Step, StepType: d.StepType, Phase: d.Phase, RollbackOf: d.RollbackOf, Mutates: d.Mutates,
 			Attempt: d.Attempt, Status: StepInDoubt, Error: "the runner stopped while this step ran: its effect is unknown"}
-		if s := prog.step(d.Step); d.Phase == "main" && s != nil && s.Type.AnnouncesEffect && st.InDoubtOutputs == nil {
+		if noEffect {
 			end.Error = "the runner stopped before this step announced its effect, so it changed nothing: its rollback is not run"
 		}
 		r.emit(end, true)
@@ -352,16 +352,10 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 			committed = s.Index
 		}
 	}
-	var inDoubt *Step
-	noEffect := false // the in-doubt step had not reached its effect
-	if d := st.InDoubt; d != nil && d.Phase == "main" {
-		inDoubt = prog.step(d.Step)
+	if inDoubt != nil {
 		r.setStatus(inDoubt, StepInDoubt)
-		switch {
-		case st.InDoubtOutputs != nil:
+		if st.InDoubtOutputs != nil {
 			r.setOutputs(inDoubt, restoreOutputs(inDoubt, st.InDoubtOutputs))
-		case inDoubt.Type.AnnouncesEffect:
-			noEffect = true
 		}
 	}
 
@@ -397,7 +391,7 @@ func Resume(ctx context.Context, prog *Program, st *RunState, opts Options, retr
 			} else {
 				e = errors.New("the runner stopped between steps; resumed to roll back")
 			}
-			if f != nil && (f.Index <= committed || noEffect && !retryInDoubt) {
+			if f != nil && (f.Index <= committed || noEffect) {
 				f = nil
 			}
 		}
