@@ -8,11 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/pgcutover/cutover/engine/internal/proc"
 	"github.com/pgcutover/cutover/engine/journal"
 	"github.com/pgcutover/cutover/schema"
 	"github.com/pgcutover/cutover/steps"
@@ -170,7 +169,7 @@ func CanResume(st *RunState, prog *Program, retryInDoubt bool) error {
 			prog.Plan.File, st.RunID, short(prog.Plan.SHA256), short(st.Plan.SHA256))}
 	}
 	host, _ := os.Hostname()
-	if st.InDoubt != nil && st.InDoubtPID > 0 && st.Host == host && groupAlive(st.InDoubtPID) {
+	if st.InDoubt != nil && st.InDoubtPID > 0 && st.Host == host && proc.GroupAlive(st.InDoubtPID) {
 		return &ResumeError{ExitCannotStart, fmt.Sprintf("step %s is in doubt and its process group %d is still running: wait for it to end or stop it (kill -TERM -- -%d), then resume", st.InDoubt.Step, st.InDoubtPID, st.InDoubtPID)}
 	}
 	if retryInDoubt && st.InDoubt != nil && st.InDoubt.Phase == "main" {
@@ -180,39 +179,6 @@ func CanResume(st *RunState, prog *Program, retryInDoubt bool) error {
 		}
 	}
 	return nil
-}
-
-// groupAlive reports whether any process of a process group still runs.
-// Zombies do not count: a killed runner's orphans are reparented, and an
-// init that does not reap leaves them as zombies, which kill(2) still finds.
-func groupAlive(pgid int) bool {
-	if pgid <= 0 {
-		return false
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		err := syscall.Kill(-pgid, 0)
-		return err == nil || errors.Is(err, syscall.EPERM)
-	}
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[0] != "Z" && f[0] != "X" && f[2] == strconv.Itoa(pgid) {
-			return true
-		}
-	}
-	return false
 }
 
 func short(h string) string {

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgcutover/cutover/engine/internal/proc"
 )
 
 // Defaults of [Options].
@@ -279,7 +281,7 @@ func Acquire(dir, key string, holder Holder, opts Options) (*Lease, error) {
 			// This process holds the flock, so the pid in the file is an
 			// earlier incarnation's (a container's pid 1, say).
 			stale.Reason = fmt.Sprintf("pid %d on %s is this process, so that run is gone", rec.PID, host)
-		case rec.Host == host && !alive(rec.PID):
+		case rec.Host == host && !proc.Alive(rec.PID):
 			stale.Reason = fmt.Sprintf("pid %d is not running on %s", rec.PID, host)
 		case age > opts.StaleAfter:
 			stale.Reason = fmt.Sprintf("its last heartbeat is %s old, older than %s", formatAge(age), formatAge(opts.StaleAfter))
@@ -496,16 +498,6 @@ func (l *Lease) Release() error {
 		}
 	})
 	return l.relErr
-}
-
-// alive reports whether process pid exists on this host. EPERM means it does,
-// under another user.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // maxStem bounds the part of a lease file name taken from the key.
