@@ -272,8 +272,8 @@ func sandboxEnv(t *testing.T, dir string) map[string]string {
 	return vars
 }
 
-// sandboxUp starts a sandbox in dir and returns its variables (those of
-// sandbox.env) and the func that stops and removes it.
+// sandboxUp starts a sandbox in dir and returns its variables (those
+// sandbox.env holds, unquoted) and the func that stops and removes it.
 func sandboxUp(dir string) (map[string]string, func(), error) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"sandbox", "up", "--dir", dir}, nil, &out, &errb, nil); code != 0 {
@@ -282,18 +282,21 @@ func sandboxUp(dir string) (map[string]string, func(), error) {
 	down := func() {
 		run(context.Background(), []string{"sandbox", "down", "--dir", dir, "--purge"}, nil, &out, &errb, nil)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "sandbox.env"))
+	st, err := readSandboxState(dir)
+	if err == nil && st == nil {
+		err = fmt.Errorf("no sandbox in %s after sandbox up", dir)
+	}
+	var list [][2]string
+	if err == nil {
+		list, err = sandboxVars(dir, st)
+	}
 	if err != nil {
 		down()
 		return nil, nil, err
 	}
 	vars := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
-		}
-		vars[k] = strings.Trim(v, "'")
+	for _, kv := range list {
+		vars[kv[0]] = kv[1]
 	}
 	return vars, down, nil
 }
