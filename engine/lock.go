@@ -103,18 +103,15 @@ func (r *runner) lockTargets(ctx context.Context, l *lease.Lease) error {
 	return nil
 }
 
-// lockOne locks a target's database for this run. Two targets of the plan
-// may be one database (an admin and an app role): a lock held by this
-// run's other session is this run's.
+// lockOne locks a target's database for this run (Targets.Lock knows when
+// two targets of the plan are one database).
 func (r *runner) lockOne(ctx context.Context, name string) error {
 	if r.locked[name] {
 		return nil
 	}
 	err := r.targets.Lock(ctx, name, r.lockHolder())
-	var lh *steps.LockHeldError
-	if err == nil || errors.As(err, &lh) && !lh.Lost && lh.ApplicationName == r.lockHolder() {
+	if err == nil {
 		r.locked[name] = true
-		return nil
 	}
 	return err
 }

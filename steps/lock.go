@@ -131,7 +131,10 @@ func (e *LockHeldError) details() string {
 // whose name starts with "cutover" is reported as a cutover run.
 //
 // If another session holds the lock, Lock returns a *[LockHeldError] naming
-// it. Locking a target this run has locked already does nothing.
+// it, unless that session is this run's own connection to another target of
+// the same database (an admin role and the app's role): then the run
+// already has the database to itself and Lock returns nil. Locking a target
+// this run has locked already does nothing.
 //
 // The lock lives as long as the session: closing the connection releases it.
 // When Conn has to open a new connection to a locked target (the old one
@@ -161,6 +164,10 @@ func (ts *Targets) Lock(ctx context.Context, name, holder string) error {
 	}
 	lk := &targetLock{appName: appName(holder)}
 	if err := takeLock(ctx, t, c, lk, 0); err != nil {
+		var held *LockHeldError
+		if errors.As(err, &held) && ts.ownSession(name, held.PID) {
+			return nil
+		}
 		return err
 	}
 	if ts.locks == nil {
@@ -192,6 +199,17 @@ func (ts *Targets) Unlock(ctx context.Context, name string) error {
 		return fmt.Errorf("target %s: releasing the advisory lock: the session did not hold it", name)
 	}
 	return nil
+}
+
+// ownSession reports whether backend pid is this run's connection to a
+// target other than name. ts.mu is held.
+func (ts *Targets) ownSession(name string, pid int32) bool {
+	for other, c := range ts.conns {
+		if other != name && !c.IsClosed() && int32(c.PgConn().PID()) == pid {
+			return true
+		}
+	}
+	return false
 }
 
 // relock takes target t's advisory lock on c, a new connection, if this run

@@ -354,3 +354,27 @@ func TestTargetLockWaitsForThePreviousSession(t *testing.T) {
 		}
 	})
 }
+
+// Two targets of one run on one database (an admin role and the app's
+// role): the second Lock finds the first session holding the lock, and
+// that session is the run's own.
+func TestTargetLockTwoTargetsOneDatabase(t *testing.T) {
+	cl := lockCluster(t)
+	ctx := context.Background()
+	ts := newTargets(t, map[string]string{"pw": lockTestPassword},
+		&schema.Target{Name: "admin", Host: cl.Host, Port: cl.Port, DBName: "appdb", User: "bob", Password: "pw", SSLMode: "disable"},
+		&schema.Target{Name: "app", Host: cl.Host, Port: cl.Port, DBName: "appdb", User: "app", Password: "pw", SSLMode: "disable"})
+	if err := ts.Lock(ctx, "admin", "cutover run run-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Lock(ctx, "app", "cutover run run-1"); err != nil {
+		t.Fatalf("the run's second target on the same database: %v", err)
+	}
+	// Another run, even under the same name, is still refused.
+	other := newTargets(t, map[string]string{"pw": lockTestPassword},
+		&schema.Target{Name: "app", Host: cl.Host, Port: cl.Port, DBName: "appdb", User: "app", Password: "pw", SSLMode: "disable"})
+	var he *LockHeldError
+	if err := other.Lock(ctx, "app", "cutover run run-1"); !errors.As(err, &he) {
+		t.Fatalf("another run: err = %v, want a LockHeldError", err)
+	}
+}
