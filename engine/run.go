@@ -179,7 +179,7 @@ func newRunner(prog *Program, opts Options, runID string, start time.Time) *runn
 		mask = redact.New()
 	}
 	if opts.Operator == "" {
-		opts.Operator = operator()
+		opts.Operator = Operator()
 	}
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
@@ -770,8 +770,10 @@ func jsonParams(p map[string]any) map[string]any {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func operator() string {
-	if u, err := user.Current(); err == nil {
+// Operator is who runs cutover, as journaled when Options.Operator is
+// empty: the OS user, else $USER, else "".
+func Operator() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
 		return u.Username
 	}
 	return os.Getenv("USER")

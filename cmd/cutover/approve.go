@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"slices"
 	"strings"
 	"sync"
@@ -105,7 +104,7 @@ func newApprovals(ids []string, approver string, in io.Reader, ask io.Writer) *a
 	for _, id := range ids {
 		a.pre[id] = true
 	}
-	a.tty = isTTY(in) && isTTY(ask)
+	a.tty = isTerminal(in) && isTerminal(ask)
 	if f, ok := in.(*os.File); ok && a.tty {
 		a.flush = func() { flushInput(f.Fd()) }
 	}
@@ -211,23 +210,11 @@ func (l *lineReader) next(ctx context.Context) (string, error) {
 	}
 }
 
-// operatorName is who runs cutover: the OS user.
+// operatorName is who answers approvals by default: the operator the run
+// journals, or "unknown".
 func operatorName() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if n := os.Getenv("USER"); n != "" {
+	if n := engine.Operator(); n != "" {
 		return n
 	}
 	return "unknown"
-}
-
-// isTTY reports whether r (or w) is a terminal: a character device is not
-// enough (/dev/null is one).
-func isTTY(f any) bool {
-	file, ok := f.(*os.File)
-	if !ok {
-		return false
-	}
-	return isTerminalFd(file.Fd())
 }

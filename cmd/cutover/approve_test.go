@@ -246,13 +246,13 @@ func TestIsTTY(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	for name, f := range map[string]any{"/dev/null": devnull, "a pipe": r, "a buffer": &bytes.Buffer{}} {
-		if isTTY(f) {
+		if isTerminal(f) {
 			t.Errorf("%s is taken for a terminal", name)
 		}
 	}
 	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
 		defer tty.Close()
-		if !isTTY(tty) {
+		if !isTerminal(tty) {
 			t.Error("/dev/tty is not taken for a terminal")
 		}
 	}

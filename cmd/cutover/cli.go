@@ -370,9 +370,9 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-// isTerminal reports whether w is a terminal (not merely a character
-// device: /dev/null is one too).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a stream (a reader or a writer) is a terminal:
+// a character device is not enough (/dev/null is one).
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	return ok && isTerminalFd(f.Fd())
 }
