@@ -131,7 +131,7 @@ func buildReport(path string) (runReport, error) {
 	if err != nil {
 		return runReport{}, err
 	}
-	ver, err := journal.Verify(path)
+	ver, err := journal.VerifyKey(path, journalKey()) // as journal verify does
 	if err != nil {
 		return runReport{}, err
 	}
