@@ -170,15 +170,11 @@ func (s stdio) sandboxUp(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	unlock, err := lockSandbox(dir)
+	st, unlock, err := lockedSandboxState(dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := readSandboxState(dir)
-	if err != nil {
-		return err
-	}
 	if st == nil {
 		if st, err = createSandbox(dir); err != nil {
 			return err
@@ -580,15 +576,11 @@ func (s stdio) sandboxDown(dir string, purge bool) error {
 		fmt.Fprintf(s.out, "no sandbox in %s: nothing to stop\n", dir)
 		return nil
 	}
-	unlock, err := lockSandbox(dir)
+	st, unlock, err := lockedSandboxState(dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := readSandboxState(dir)
-	if err != nil {
-		return err
-	}
 	if st == nil {
 		// An up that was killed half-way: stop what it may have started.
 		st = &sandboxState{Version: 1}
@@ -836,6 +828,19 @@ func writeSandboxFiles(dir string, st *sandboxState) error {
 		return err
 	}
 	return sandboxWriteFile(filepath.Join(dir, sandboxStateFile), append(data, '\n'), 0o644)
+}
+
+// lockedSandboxState locks the sandbox in dir against other sandbox
+// commands and reads its state (nil: none yet). The caller calls unlock.
+func lockedSandboxState(dir string) (st *sandboxState, unlock func(), err error) {
+	if unlock, err = lockSandbox(dir); err != nil {
+		return nil, nil, err
+	}
+	if st, err = readSandboxState(dir); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
 }
 
 // readSandboxState reads DIR/state.json; nil without error means there is
